@@ -1,0 +1,35 @@
+"""lpjax: select instruction-tuning data with a small probe model, tune a large target on it."""
+from setuptools import find_packages, setup
+
+# Upper bounds keep a fresh virtualenv on the versions the tests ran with
+# (jax 0.10.x on Python 3.11, Flax NNX 0.12, transformers 5).
+INSTALL_REQUIRES = [
+    "jax>=0.10.2,<0.11",
+    "jaxlib>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "transformers>=5.24,<6",
+    "tokenizers>=0.23,<0.24",
+    "datasets>=5.2,<6",
+    "tensorstore>=0.1.86,<0.2",
+    "absl-py>=2.5,<3",
+    "ml-collections>=1.1,<2",
+    "numpy>=2.4,<3",
+    "pyarrow>=26,<27",
+    "safetensors>=0.8,<0.9",
+    "sentencepiece>=0.2.3,<0.3",
+    "matplotlib>=3.11,<4",
+    "scipy>=1.17,<2",
+]
+
+setup(
+    name="lpjax",
+    version="0.1.0",
+    description=__doc__,
+    packages=find_packages(include=["lpjax", "lpjax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    # torch is a test/benchmark reference only, never a runtime dependency.
+    extras_require={"test": ["pytest>=9,<10", "torch==2.13.0"]},
+)

@@ -1,0 +1,48 @@
+"""Orbax checkpoints of (params, optimizer state) plus the data position, so
+rerunning the same command resumes where a killed run stopped."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    def __init__(self, directory: str, max_to_keep: int = 2):
+        self._manager = ocp.CheckpointManager(
+            directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, position: dict[str, int]) -> None:
+        self._manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position))
+        )
+
+    def restore(self, step: int, like: Any) -> tuple[Any, dict[str, int]]:
+        """Restore into the structure, shapes and shardings of `like`."""
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+        out = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), position=ocp.args.JsonRestore())
+        )
+        return out.state, dict(out.position)
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def save_params(path: str, params: Any) -> None:
+    """The final weights alone, for evaluation and export."""
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.abspath(path), params)
+
+
+def load_params(path: str, like: Any) -> Any:
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(os.path.abspath(path), abstract)

@@ -1,0 +1,86 @@
+"""The base config that configs/*.py specialize, and the variants they share.
+
+Every field is overridable on the command line as --config.a.b=value.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def _train(epochs: int, lr: float, batch_size: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            warmup_ratio=0.03,
+            weight_decay=0.0,
+            b1=0.9,
+            b2=0.999,
+            max_grad_norm=1.0,
+            # Batches are padded to a multiple of this, so jit sees few shapes.
+            pad_multiple=16,
+            checkpoint_every=0,  # steps; 0 = only at epoch ends
+            log_every=20,
+        )
+    )
+
+
+def base_config() -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict()
+    cfg.workdir = "runs/lp_app"
+    cfg.seed = 42
+
+    cfg.data = ml_collections.ConfigDict()
+    # "synthetic" = the embedded generated dataset; otherwise a file or a
+    # datasets.save_to_disk directory (see lpjax.data.formats).
+    cfg.data.source = "synthetic"
+    cfg.data.format = "auto"
+    cfg.data.limit = 0  # use only the first N training records (0 = all)
+    cfg.data.test_source = ""  # held-out split; empty = carve test_size records from source
+    cfg.data.test_size = 200
+    cfg.data.template = "alpaca"
+    cfg.data.max_len = 128
+    cfg.data.synthetic = ml_collections.ConfigDict(dict(num_train=3000, noise_fraction=0.1))
+    # Tokenizer for the embedded data: a BPE trained on it ("" for real models,
+    # which bring their own).
+    cfg.data.tokenizer = "train_bpe"
+    cfg.data.vocab_size = 512
+
+    cfg.probe = ml_collections.ConfigDict()
+    cfg.probe.model = "llama-tiny-probe"
+    cfg.probe.train = _train(epochs=3, lr=3e-3, batch_size=32)
+    cfg.probe.score_batch_size = 64
+
+    cfg.select = ml_collections.ConfigDict()
+    cfg.select.metric = "lp1"  # lp{i} | lp_app
+    cfg.select.score = "ppl"  # ppl (as the paper) | loss
+    cfg.select.percent = 10.0
+    cfg.select.baselines = ("random", "full")
+
+    cfg.target = ml_collections.ConfigDict()
+    cfg.target.model = "llama-tiny-target"
+    cfg.target.train = _train(epochs=3, lr=2e-3, batch_size=32)
+
+    cfg.evaluate = ml_collections.ConfigDict()
+    cfg.evaluate.max_new_tokens = 24
+    cfg.evaluate.batch_size = 64
+    return cfg
+
+
+def apply_variant(cfg: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
+    """`micro`: the same pipeline in seconds, for tests."""
+    if not variant:
+        return cfg
+    if variant != "micro":
+        raise ValueError(f"unknown config variant {variant!r}; known: micro")
+    cfg.workdir = cfg.workdir + "_micro"
+    cfg.data.synthetic.num_train = 240
+    cfg.data.test_size = 24
+    cfg.data.max_len = 64
+    cfg.data.vocab_size = 200
+    cfg.probe.model = cfg.target.model = "llama-micro"
+    cfg.probe.train.batch_size = cfg.target.train.batch_size = 16
+    cfg.select.percent = 25.0
+    cfg.evaluate.max_new_tokens = 8
+    return cfg

@@ -1,0 +1,34 @@
+"""The one entry point:
+
+    python -m lpjax.launch --config=configs/lp_app.py [--config.field=value ...]
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lpjax.data.formats import DataError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from lpjax import pipeline  # after flag parsing: keeps --help fast
+
+    try:
+        result = pipeline.run(_CONFIG.value)
+    except DataError as e:
+        # One line naming the file and record, and a non-zero exit, before any training.
+        print(f"lpjax: bad input: {e}", file=sys.stderr)
+        sys.exit(2)
+    logging.info("report: %s", result["report"])
+    print(result["report"])
+
+
+if __name__ == "__main__":
+    app.run(main)

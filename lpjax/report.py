@@ -1,0 +1,94 @@
+"""report.md: how the LP-selected subset tunes the target against the
+baselines, and what the probe found hard."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import ml_collections
+import numpy as np
+
+from lpjax.io_utils import write_text_atomic
+from lpjax.scoring import ScoreStore
+from lpjax.stages import Workdir
+
+
+def _load(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(fmt(v) for v in row) + " |" for row in rows
+    ]
+
+
+def hardness_by_group(records: list[dict], chosen: list[int], metric: np.ndarray, key: str) -> list[list]:
+    """Per value of `key`: pool count, selected count, selection rate, mean metric."""
+    pool = Counter(str(r.get(key)) for r in records)
+    picked = Counter(str(records[i].get(key)) for i in chosen)
+    rows = []
+    for value in sorted(pool, key=lambda v: -picked[v] / pool[v]):
+        values = [m for r, m in zip(records, metric) if str(r.get(key)) == value]
+        rows.append([value, pool[value], picked[value], picked[value] / pool[value], float(np.mean(values))])
+    return rows
+
+
+def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
+    stage = lambda name: _load(work.path(name, "stage.json"))["summary"]
+    data, probe, sel = stage("data"), stage("probe"), stage("select")
+    results = _load(work.path("evaluate", "results.json"))
+    metric_file = _load(work.path("select", "metric.json"))
+    metric = np.asarray(metric_file["values"], float)
+    records = [json.loads(line) for line in open(work.path("data", "train.jsonl"))]
+    chosen = _load(work.path("select", f"indices_{cfg.select.metric}.json"))
+    ppl = ScoreStore.open(work.path("probe", "scores")).read("ppl")
+
+    lines = [
+        "# lpjax report", "",
+        f"Workdir `{work.root}`, seed {cfg.seed}, data `{cfg.data.source}` "
+        f"({data['num_train']} train / {data['num_test']} held-out records, fingerprint `{data['fingerprint'][:16]}`).",
+        "",
+        "## Target: selected subset vs baselines", "",
+        f"The probe (`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)) scored every training sample; "
+        f"`{cfg.select.metric}` on {metric_file['score']} picked the {cfg.select.percent:g} % hardest. "
+        f"The target (`{cfg.target.model}`, {cfg.target.train.epochs} epochs) was tuned on each subset and "
+        "evaluated on the held-out split: response loss and perplexity (lower is better) and exact match of "
+        "greedy generations (higher is better).", "",
+    ]
+    lines += _table(
+        ["subset", "train samples", "test loss", "test mean ppl", "exact match"],
+        [[name, sel["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]] for name, r in results.items()],
+    )
+    by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
+    if by_kind:
+        kinds = sorted(next(iter(by_kind.values())))
+        lines += ["", "Exact match by task family:", ""]
+        lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
+
+    lines += ["", "## Probe", "", "Mean training-set perplexity per epoch (row 0 = before training): "
+              + ", ".join(f"{float(np.mean(row)):.3f}" for row in ppl) + ".", "",
+              f"Samples whose response was truncated away entirely (prompt reaches max_len={cfg.data.max_len}; "
+              f"their ppl is 1.0 and LP 0, so they rank hardest): **{probe['no_response_tokens']}**.", ""]
+
+    lines += ["## What the probe ranked hardest", "",
+              f"Selection rate = selected / pool; mean `{cfg.select.metric}` over the pool "
+              f"({'low' if metric_file['name'].startswith('lp') else 'high'} = hard).", ""]
+    for key in ("kind", "difficulty", "noisy", "category"):
+        if any(key in r for r in records):
+            lines += [f"By `{key}`:", ""]
+            lines += _table([key, "pool", "selected", "selection rate", f"mean {cfg.select.metric}"],
+                            hardness_by_group(records, chosen, metric, key))
+            lines += [""]
+
+    lines += ["## Sample generations", ""]
+    for name, r in results.items():
+        lines += [f"`{name}`:", ""]
+        for s in r["samples"][:3]:
+            lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
+        lines += [""]
+    path = work.path("report.md")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path

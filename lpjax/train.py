@@ -1,0 +1,109 @@
+"""Fine-tuning: AdamW with warmup + cosine decay on the response loss, with
+per-epoch hooks (the probe scores the training set there) and Orbax resume.
+
+The model is split into a static graph and a parameter pytree once; the train
+step is a pure jitted function of (params, opt_state, batch), which is what
+sharding and ahead-of-time compilation need.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+from flax import nnx
+
+from lpjax.checkpoint import Checkpointer
+from lpjax.data.batching import batches_per_epoch, training_batches
+from lpjax.loss import example_loss
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+    """AdamW on a linear-warmup cosine schedule that ends at 0, as HF Trainer's
+    `cosine` scheduler does."""
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), 0.0)
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=1e-8, weight_decay=cfg.weight_decay),
+    )
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
+    def loss_fn(params, batch):
+        loss_sum, count = example_loss(nnx.merge(graphdef, params), batch)
+        return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
+
+    @jax.jit
+    def step(params, opt_state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+EpochHook = Callable[[int, Any], None]
+
+
+def train(
+    model: nnx.Module,
+    examples: Sequence,
+    cfg: ml_collections.ConfigDict,
+    ckpt_dir: str,
+    seed: int,
+    on_epoch_end: EpochHook | None = None,
+    log_metrics: Callable[[dict], None] | None = None,
+    name: str = "train",
+) -> Any:
+    """Train for cfg.epochs; returns the final params (an nnx.State).
+
+    on_epoch_end(epoch, params) runs before the epoch's checkpoint is saved,
+    so a run killed inside the hook redoes it on resume.
+    """
+    graphdef, params = nnx.split(model)
+    steps_per_epoch = batches_per_epoch(len(examples), cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    tx = make_optimizer(cfg, total)
+    opt_state = tx.init(params)
+    step_fn = make_train_step(graphdef, tx)
+
+    ckpt = Checkpointer(ckpt_dir)
+    step = 0
+    epoch, batch_pos = 0, 0
+    if (latest := ckpt.latest_step()) is not None:
+        (params, opt_state), pos = ckpt.restore(latest, (params, opt_state))
+        step, epoch, batch_pos = latest, pos["epoch"], pos["batch"]
+        logging.info("%s: resumed at step %d (epoch %d, batch %d)", name, step, epoch, batch_pos)
+
+    t0, done_at_start = time.time(), step
+    while epoch < cfg.epochs:
+        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos):
+            params, opt_state, loss = step_fn(params, opt_state, {k: v for k, v in batch.items() if k != "index"})
+            step += 1
+            batch_pos += 1
+            if step % cfg.log_every == 0 or step == total:
+                loss = float(loss)
+                rate = (step - done_at_start) / max(time.time() - t0, 1e-9)
+                record = dict(
+                    stage=name, step=step, total_steps=total, epoch=epoch, loss=loss,
+                    samples_per_s=rate * cfg.batch_size, eta_s=(total - step) / max(rate, 1e-9),
+                )
+                logging.info("%s step %d/%d loss %.4f %.1f samples/s ETA %.0fs", name, step, total, loss,
+                             record["samples_per_s"], record["eta_s"])
+                if log_metrics:
+                    log_metrics(record)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and batch_pos < steps_per_epoch:
+                ckpt.save(step, (params, opt_state), {"epoch": epoch, "batch": batch_pos})
+        epoch, batch_pos = epoch + 1, 0
+        if on_epoch_end:
+            on_epoch_end(epoch, params)
+        ckpt.save(step, (params, opt_state), {"epoch": epoch, "batch": 0})
+    ckpt.close()
+    return params

@@ -40,12 +40,12 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.data.test_source = ""  # held-out split; empty = carve test_size records from source
     cfg.data.test_size = 200
     cfg.data.template = "alpaca"
-    cfg.data.max_len = 128
+    cfg.data.max_len = 96
     cfg.data.synthetic = ml_collections.ConfigDict(dict(num_train=3000, noise_fraction=0.1))
     # Tokenizer for the embedded data: a BPE trained on it ("" for real models,
     # which bring their own).
     cfg.data.tokenizer = "train_bpe"
-    cfg.data.vocab_size = 512
+    cfg.data.vocab_size = 1024
 
     cfg.probe = ml_collections.ConfigDict()
     cfg.probe.model = "llama-tiny-probe"
@@ -77,8 +77,7 @@ def apply_variant(cfg: ml_collections.ConfigDict, variant: str | None) -> ml_col
     cfg.workdir = cfg.workdir + "_micro"
     cfg.data.synthetic.num_train = 240
     cfg.data.test_size = 24
-    cfg.data.max_len = 64
-    cfg.data.vocab_size = 200
+    cfg.data.vocab_size = 512
     cfg.probe.model = cfg.target.model = "llama-micro"
     cfg.probe.train.batch_size = cfg.target.train.batch_size = 16
     cfg.select.percent = 25.0

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging as logging_std
 import sys
 
 from absl import app, flags, logging
@@ -15,7 +16,16 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 flags.mark_flags_as_required(["config"])
 
 
+class _QuietLibraries(logging_std.Filter):
+    """Orbax logs every checkpoint read and write at INFO; keep lpjax's own
+    progress lines readable."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from lpjax import pipeline  # after flag parsing: keeps --help fast

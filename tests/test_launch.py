@@ -1,0 +1,106 @@
+"""The launcher end to end on the micro config, in subprocesses as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lpjax.data.formats import load_records
+from lpjax.selection.metrics import lp_app
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch(workdir, *overrides, config="configs/lp_app.py:micro"):
+    cmd = [sys.executable, "-m", "lpjax.launch", f"--config={config}", f"--config.workdir={workdir}", *overrides]
+    env = {**os.environ, "XLA_FLAGS": ""}  # one CPU device, as a user's plain run
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+
+
+def actions(workdir):
+    with open(os.path.join(workdir, "stages.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_scores(workdir):
+    import tensorstore as ts
+
+    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.join(workdir, "probe", "scores", "ppl")}}
+    return np.asarray(ts.open(spec).result().read().result())
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    proc = launch(workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def test_run_writes_report_scores_and_selection(first_run):
+    w = first_run
+    report = open(os.path.join(w, "report.md")).read()
+    for name in ("lp_app", "random", "full"):
+        assert f"| {name} |" in report
+    ppl = read_scores(w)
+    train = load_records(os.path.join(w, "data", "train.jsonl"))
+    assert ppl.shape == (2, len(train))  # P0 and P1 for the 1-epoch LP_app config
+    assert np.all(np.isfinite(ppl)) and np.all(ppl >= 1.0)
+    assert ppl[1].mean() < ppl[0].mean()  # the probe learned something
+    chosen = json.load(open(os.path.join(w, "select", "indices_lp_app.json")))
+    # The selection is the 25 % with the lowest (P0 - P1) / P0, recomputed here from the stored ppl.
+    want = np.argsort(lp_app(ppl.astype(np.float64)), kind="stable")[: round(0.25 * len(train))]
+    assert sorted(chosen) == sorted(want.tolist())
+    subset = load_records(os.path.join(w, "select", "subset_lp_app.jsonl"))
+    assert [r["output"] for r in subset] == [train[i]["output"] for i in chosen]
+    run = json.load(open(os.path.join(w, "run.json")))
+    assert run["data_fingerprint"] and run["versions"]["jax"].startswith("0.10")
+    metrics = [json.loads(line) for line in open(os.path.join(w, "metrics.jsonl"))]
+    assert any(m.get("stage") == "probe" and "samples_per_s" in m for m in metrics)
+
+
+def test_rerun_skips_finished_stages_and_config_change_reruns_downstream(first_run):
+    w = first_run
+    n = len(actions(w))
+    assert launch(w).returncode == 0
+    again = actions(w)[n:]
+    assert again and all(a["action"] == "skipped" for a in again)
+
+    n = len(actions(w))
+    assert launch(w, "--config.select.percent=50").returncode == 0
+    ran = {a["stage"] for a in actions(w)[n:] if a["action"] == "ran"}
+    assert ran == {"select", "target/lp_app", "target/random", "evaluate", "report"}
+    assert len(json.load(open(os.path.join(w, "select", "indices_lp_app.json")))) == 120
+
+
+def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
+    proc = launch(str(tmp_path), "--config.seed=7")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fp = lambda w: json.load(open(os.path.join(w, "run.json")))["data_fingerprint"]
+    assert fp(str(tmp_path)) != fp(first_run)
+    chosen = json.load(open(os.path.join(tmp_path, "select", "indices_lp_app.json")))
+    assert len(set(chosen)) == len(chosen) == 60 and all(0 <= i < 240 for i in chosen)
+    assert os.path.exists(os.path.join(tmp_path, "report.md"))
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}]', "record 2"),
+        ('[{"instruction": "a", "input": "", "output": 3}]', "record 1"),
+        ('[{"instruction": "a", "input": "", "output": "b"},\n {"instruction": ', "record 2"),
+        ("", "empty"),
+    ],
+    ids=["missing-field", "non-string", "invalid-json", "empty"],
+)
+def test_bad_input_stops_before_training_with_one_line(tmp_path, content, needle):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    w = tmp_path / "w"
+    proc = launch(str(w), f"--config.data.source={path}", "--config.data.tokenizer=train_bpe")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("lpjax: bad input")]
+    assert len(errors) == 1 and "bad.json" in errors[0] and needle in errors[0], proc.stderr[-2000:]
+    assert not os.path.exists(w / "probe")

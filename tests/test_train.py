@@ -1,0 +1,95 @@
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from lpjax.config import base_config
+from lpjax.data.batching import collate
+from lpjax.data.tokenize import Example
+from lpjax.scoring import make_score_fn, score_examples
+from lpjax.train import make_optimizer, train
+from tests.helpers import random_examples, tiny_model
+
+
+def small_train_cfg(**kw):
+    cfg = base_config().probe.train
+    cfg.update(dict(epochs=2, batch_size=4, lr=3e-3, log_every=1000, pad_multiple=8), **kw)
+    return cfg
+
+
+def test_collate_masks_exactly_the_response_predictions():
+    ex = Example(ids=np.array([5, 6, 7, 8, 9], np.int32), prompt_len=3)
+    b = collate([ex], [0], 2, 8)
+    np.testing.assert_array_equal(b["tokens"][0], [5, 6, 7, 8, 9, 0, 0, 0])
+    np.testing.assert_array_equal(b["targets"][0, :4], [6, 7, 8, 9])
+    # Positions 2 and 3 predict ids[3] and ids[4], the response tokens.
+    np.testing.assert_array_equal(b["loss_mask"][0], [0, 0, 1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(b["index"], [0, -1])
+    assert b["loss_mask"][1].sum() == 0
+
+
+def test_schedule_is_linear_warmup_then_cosine_to_zero():
+    cfg = small_train_cfg(lr=1e-3, warmup_ratio=0.1)
+    total = 100
+    # Recover the learning rate from AdamW's first update on a unit gradient.
+    tx = make_optimizer(cfg, total)
+    lr_at = []
+    params = {"w": np.zeros(3, np.float32)}
+    state = tx.init(params)
+    for step in range(total):
+        updates, state = tx.update({"w": np.full(3, 1e-3, np.float32)}, state, params)
+        lr_at.append(-float(updates["w"][0]))
+    warmup = math.ceil(0.1 * total)
+    for step in (0, 5, 10, 50, 99):
+        want = 1e-3 * step / warmup if step < warmup else 0.5e-3 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        assert lr_at[step] == pytest.approx(want, rel=1e-3, abs=1e-9)
+
+
+def _mean_loss(graphdef, params, examples):
+    s, c = score_examples(make_score_fn(graphdef), params, examples, 8, 8)
+    return s.sum() / c.sum()
+
+
+def test_training_lowers_the_response_loss(tmp_path):
+    vocab = 17
+    rng = np.random.default_rng(0)
+    # A learnable task: the response repeats the prompt.
+    examples = []
+    for _ in range(32):
+        p = rng.integers(3, vocab, 5)
+        examples.append(Example(ids=np.concatenate([[1], p, p, [2]]).astype(np.int32), prompt_len=6))
+    model = tiny_model(vocab)
+    graphdef, before = nnx.split(model)
+    before = jax.tree_util.tree_map(np.array, before)
+    after = train(model, examples, small_train_cfg(epochs=8, lr=1e-2), str(tmp_path / "ckpt"), seed=0)
+    assert _mean_loss(graphdef, after, examples) < 0.7 * _mean_loss(graphdef, before, examples)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_result(tmp_path):
+    vocab = 29
+    examples = random_examples(20, vocab, seed=4)
+    cfg = small_train_cfg(epochs=3, checkpoint_every=2, pad_multiple=40)  # one shape: one compile
+    straight = train(tiny_model(vocab), examples, cfg, str(tmp_path / "a"), seed=0)
+
+    seen = []
+
+    def die_after_epoch_two(epoch, params):
+        seen.append(epoch)
+        if epoch == 2 and seen.count(2) == 1:
+            raise Interrupt  # killed inside the epoch-end hook, before its checkpoint
+
+    with pytest.raises(Interrupt):
+        train(tiny_model(vocab), examples, cfg, str(tmp_path / "b"), seed=0, on_epoch_end=die_after_epoch_two)
+    # Rerun with a fresh model: it restores the last checkpoint and finishes.
+    resumed = train(tiny_model(vocab, seed=9), examples, cfg, str(tmp_path / "b"), seed=0,
+                    on_epoch_end=die_after_epoch_two)
+    assert seen == [1, 2, 2, 3]
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

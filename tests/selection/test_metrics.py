@@ -110,3 +110,52 @@ def test_lp_metrics_are_hard_when_low(name):
 def test_hard_is_low_rejects_unknown_metric():
     with pytest.raises(ValueError, match="unknown metric"):
         hard_is_low("loss")
+
+
+# ---------------------------------------------------------------- p0 and IFD
+from lpjax.selection.metrics import ifd, needs_response_only, p0  # noqa: E402
+
+
+def test_p0_is_row_zero_and_hard_when_high():
+    np.testing.assert_array_equal(compute_metric("p0", SCORES), SCORES[0])
+    np.testing.assert_array_equal(p0(SCORES), SCORES[0])
+    assert hard_is_low("p0") is False
+    out = p0(SCORES)
+    out[0] = -1  # a copy, not a view into the scores
+    assert SCORES[0, 0] == 10.0
+
+
+def test_ifd_by_hand():
+    with_prompt = np.array([4.0, 2.0, 9.0, 1.0])
+    alone = np.array([8.0, 2.0, 3.0, 1.0])
+    # 4/8, 2/2, 9/3, 1/1 (a response lost to truncation: ppl 1.0 both ways)
+    np.testing.assert_allclose(ifd(with_prompt, alone), [0.5, 1.0, 3.0, 1.0], rtol=0, atol=0)
+    assert hard_is_low("ifd") is False and hard_is_low("ifd2") is False
+    with np.errstate(all="raise"):
+        assert ifd(np.array([2.0]), np.array([0.0]))[0] == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        ifd(np.ones(3), np.ones(2))
+
+
+def test_ifd_through_compute_metric_uses_the_named_row():
+    alone = SCORES * 2.0
+    np.testing.assert_allclose(compute_metric("ifd", SCORES, response_only=alone), 0.5)
+    alone = SCORES.copy()
+    alone[2] = 1.0
+    np.testing.assert_allclose(compute_metric("ifd2", SCORES, response_only=alone), SCORES[2])
+    np.testing.assert_allclose(compute_metric("ifd", SCORES, response_only=alone), 1.0)
+    with pytest.raises(ValueError, match="response_only"):
+        compute_metric("ifd", SCORES)
+    with pytest.raises(ValueError, match="row 4"):
+        compute_metric("ifd4", SCORES, response_only=alone)
+    with pytest.raises(ValueError, match="samples"):
+        compute_metric("ifd", SCORES, response_only=alone[:, :3])
+    # Other metrics ignore a response_only array.
+    np.testing.assert_array_equal(compute_metric("lp1", SCORES, response_only=alone), EXPECTED["lp1"])
+
+
+def test_needs_response_only():
+    assert [needs_response_only(m) for m in ["ifd", "ifd1", "lp1", "lp_app", "p0"]] == [True, True, False, False, False]
+    for bad in ["ifd0", "IFD", "p1", "p"]:
+        with pytest.raises(ValueError, match="unknown metric"):
+            needs_response_only(bad)

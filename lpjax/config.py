@@ -31,6 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.workdir = "runs/lp_app"
     cfg.seed = 42
 
+    # Mesh axes (data, fsdp, tensor); -1 = the rest of the devices. Batch
+    # sizes must divide by data * fsdp.
+    cfg.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))
+
     cfg.data = ml_collections.ConfigDict()
     # "synthetic" = the embedded generated dataset; otherwise a file or a
     # datasets.save_to_disk directory (see lpjax.data.formats).

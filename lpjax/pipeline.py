@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from lpjax import evaluate, report
+from lpjax import evaluate, report, sharding
 from lpjax.checkpoint import load_params, save_params
 from lpjax.data import formats, synthetic, tokenize
 from lpjax.data.template import build_prompt
@@ -29,6 +29,18 @@ from lpjax.train import train
 
 def _cfg(c: ml_collections.ConfigDict) -> dict:
     return c.to_dict()
+
+
+def make_mesh(cfg: ml_collections.ConfigDict):
+    mesh = sharding.make_mesh(tuple(cfg.mesh.shape))
+    split = mesh.shape["data"] * mesh.shape["fsdp"]
+    for name, size in (("probe.train.batch_size", cfg.probe.train.batch_size),
+                       ("probe.score_batch_size", cfg.probe.score_batch_size),
+                       ("target.train.batch_size", cfg.target.train.batch_size),
+                       ("evaluate.batch_size", cfg.evaluate.batch_size)):
+        if size % split:
+            raise ValueError(f"{name}={size} must be divisible by data x fsdp = {split} (mesh {dict(mesh.shape)})")
+    return mesh
 
 
 # --------------------------------------------------------------------- data
@@ -96,8 +108,9 @@ def probe_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dic
     records = read_split(work, "train")
     examples = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template)
     model = build_model(model_config(p.model, len(tok)), cfg.seed)
-    graphdef, _ = nnx.split(model)
-    score_fn = make_score_fn(graphdef)
+    mesh = make_mesh(cfg)
+    graphdef, params0 = nnx.split(model)
+    score_fn = make_score_fn(graphdef, mesh)
 
     score_dir = os.path.join(out, "scores")
     meta = {"model": p.model, "template": cfg.data.template, "max_len": cfg.data.max_len,
@@ -116,9 +129,9 @@ def probe_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dic
         logging.info("probe: scored epoch %d, mean ppl %.3f", epoch, float(ppl.mean()))
         work.log_metrics({"stage": "probe_score", "epoch": epoch, "mean_ppl": float(ppl.mean())})
 
-    score_epoch(0, nnx.split(model)[1])
+    score_epoch(0, sharding.shard_params(params0, mesh))
     train(model, examples, p.train, os.path.join(out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
-          log_metrics=work.log_metrics, name="probe")
+          log_metrics=work.log_metrics, name="probe", mesh=mesh)
     no_response = [i for i, ex in enumerate(examples) if len(ex.ids) <= ex.prompt_len]
     return {"score_dir": score_dir, "num_scored": len(examples), "no_response_tokens": len(no_response),
             "no_response_examples": no_response[:20]}
@@ -161,7 +174,7 @@ def target_stage(cfg: ml_collections.ConfigDict, work: Workdir, subset: str, out
     examples = tokenize.encode_all(tok, chosen, cfg.data.max_len, cfg.data.template)
     model = build_model(model_config(t.model, len(tok)), cfg.seed)
     params = train(model, examples, t.train, os.path.join(out, "ckpt"), cfg.seed, log_metrics=work.log_metrics,
-                   name=f"target[{subset}]")
+                   name=f"target[{subset}]", mesh=make_mesh(cfg))
     save_params(os.path.join(out, "params"), params)
     return {"params_dir": os.path.join(out, "params"), "num_train": len(examples)}
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import tensorstore as ts
 from flax import nnx
+from jax.sharding import Mesh
 
+from lpjax import sharding
 from lpjax.data.batching import scoring_batches
 from lpjax.io_utils import write_json_atomic
 from lpjax.loss import example_loss, mean_loss, perplexity
@@ -26,12 +28,19 @@ from lpjax.loss import example_loss, mean_loss, perplexity
 ARRAYS = ("ppl", "loss")
 
 
-def make_score_fn(graphdef: nnx.GraphDef):
-    @jax.jit
+def make_score_fn(graphdef: nnx.GraphDef, mesh: Mesh | None = None) -> Callable:
+    """The jitted scoring step, called as fn(params, host_batch) -> per-example
+    (loss sum, count). With a mesh the batch is split over (data, fsdp) and
+    the params stay wherever the sharding rules placed them."""
+
     def score_batch(params, batch):
         return example_loss(nnx.merge(graphdef, params), batch)
 
-    return score_batch
+    if mesh is None:
+        return jax.jit(score_batch)
+    batch_sh = {k: sharding.batch_sharding(mesh) for k in ("tokens", "targets", "loss_mask")}
+    jitted = jax.jit(score_batch, in_shardings=(None, batch_sh), out_shardings=sharding.replicated(mesh))
+    return lambda params, batch: jitted(params, sharding.put_batch(batch, mesh))
 
 
 def score_examples(score_fn, params: Any, examples: Sequence, batch_size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:

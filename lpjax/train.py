@@ -18,7 +18,10 @@ import ml_collections
 import optax
 from absl import logging
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
 
+from lpjax import sharding
+from lpjax.aot import AotFunction
 from lpjax.checkpoint import Checkpointer
 from lpjax.data.batching import batches_per_epoch, training_batches
 from lpjax.loss import example_loss
@@ -35,18 +38,22 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
     )
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh):
+    """One jitted step with explicit shardings: params and optimizer state
+    stay where the rules put them, the batch is split over (data, fsdp)."""
+
     def loss_fn(params, batch):
         loss_sum, count = example_loss(nnx.merge(graphdef, params), batch)
         return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
 
-    @jax.jit
     def step(params, opt_state, batch):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    return step
+    batch_sh = {k: sharding.batch_sharding(mesh) for k in ("tokens", "targets", "loss_mask")}
+    return jax.jit(step, in_shardings=(param_sh, opt_sh, batch_sh),
+                   out_shardings=(param_sh, opt_sh, sharding.replicated(mesh)), donate_argnums=(0, 1))
 
 
 EpochHook = Callable[[int, Any], None]
@@ -61,18 +68,28 @@ def train(
     on_epoch_end: EpochHook | None = None,
     log_metrics: Callable[[dict], None] | None = None,
     name: str = "train",
+    mesh: Mesh | None = None,
 ) -> Any:
     """Train for cfg.epochs; returns the final params (an nnx.State).
 
     on_epoch_end(epoch, params) runs before the epoch's checkpoint is saved,
     so a run killed inside the hook redoes it on resume.
     """
+    mesh = mesh or sharding.make_mesh((1, 1, 1), jax.devices()[:1])
     graphdef, params = nnx.split(model)
+    param_sh = sharding.param_shardings(params, mesh)
+    params = jax.device_put(params, param_sh)
     steps_per_epoch = batches_per_epoch(len(examples), cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     tx = make_optimizer(cfg, total)
-    opt_state = tx.init(params)
-    step_fn = make_train_step(graphdef, tx)
+    # Moments inherit their parameter's sharding through jit; step counters
+    # and other scalars are replicated.
+    opt_state = jax.jit(tx.init)(params)
+    opt_sh = jax.tree_util.tree_map(
+        lambda x: x.sharding if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
+        else sharding.replicated(mesh), opt_state)
+    opt_state = jax.device_put(opt_state, opt_sh)
+    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh), f"{name} train step")
 
     ckpt = Checkpointer(ckpt_dir)
     step = 0
@@ -85,7 +102,8 @@ def train(
     t0, done_at_start = time.time(), step
     while epoch < cfg.epochs:
         for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos):
-            params, opt_state, loss = step_fn(params, opt_state, {k: v for k, v in batch.items() if k != "index"})
+            batch.pop("index")
+            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh))
             step += 1
             batch_pos += 1
             if step % cfg.log_every == 0 or step == total:

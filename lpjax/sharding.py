@@ -1,0 +1,132 @@
+"""Meshes and the one table that maps logical axis names to mesh axes.
+
+Every parameter names its axes (lpjax/models/*.py); batches are
+[batch, length]. This module turns those names into NamedShardings on a mesh
+with axes (data, fsdp, tensor): data and fsdp split the batch, fsdp also
+splits parameters and optimizer state (ZeRO-3 style), tensor splits heads,
+MLP width and vocabulary (Megatron style).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical axis -> mesh axis (or None = replicated). Unknown names fail loudly.
+RULES: dict[str, str | tuple[str, ...] | None] = {
+    "batch": ("data", "fsdp"),
+    "length": None,
+    "embed": "fsdp",
+    "vocab": "tensor",
+    "q_heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "norm": None,
+    "position": None,
+}
+
+
+def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+    """Resolve one -1 entry to 'the rest of the devices'."""
+    shape = list(shape)
+    if len(shape) != len(MESH_AXES):
+        raise ValueError(f"mesh shape {shape} must have {len(MESH_AXES)} entries {MESH_AXES}")
+    if shape.count(-1) > 1:
+        raise ValueError(f"mesh shape {shape}: at most one -1")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ValueError(f"mesh shape {shape} does not divide {num_devices} devices")
+        shape[shape.index(-1)] = num_devices // known
+    if math.prod(shape) != num_devices:
+        raise ValueError(f"mesh shape {shape} uses {math.prod(shape)} devices, but {num_devices} are available")
+    return tuple(shape)
+
+
+def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices: Sequence[Any] | None = None) -> Mesh:
+    devices = list(devices) if devices is not None else jax.devices()
+    resolved = mesh_shape(shape, len(devices))
+    return jax.make_mesh(resolved, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
+
+
+def logical_to_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh) -> P:
+    """PartitionSpec for an array with these logical axis names. A dimension
+    the mesh axis does not divide stays replicated (with a log line)."""
+    spec = []
+    for name, dim in zip(names, shape):
+        if name is None:
+            spec.append(None)
+            continue
+        if name not in RULES:
+            raise KeyError(f"logical axis {name!r} has no sharding rule; known: {sorted(RULES)}")
+        axes = RULES[name]
+        size = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ()))
+        if axes is not None and dim % size:
+            logging.log_first_n(logging.WARNING, "axis %s (size %d) not divisible by mesh %s; replicated", 10,
+                                name, dim, axes)
+            axes = None
+        spec.append(axes)
+    return P(*spec)
+
+
+def param_shardings(state: Any, mesh: Mesh) -> Any:
+    """NamedShardings for an nnx.State of parameters, from their logical names."""
+
+    def one(v):
+        names = v.get_metadata().get("out_sharding")
+        if names is None:
+            if np.ndim(v[...]) == 0:
+                return NamedSharding(mesh, P())
+            raise ValueError(f"parameter of shape {v[...].shape} has no logical axis names")
+        return NamedSharding(mesh, logical_to_spec(names, v[...].shape, mesh))
+
+    shardings = jax.tree_util.tree_map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return shardings
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(RULES["batch"], None))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def shard_params(state: Any, mesh: Mesh) -> Any:
+    return jax.device_put(state, param_shardings(state, mesh))
+
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Place a host batch on the mesh, split over (data, fsdp). Each process
+    passes only its own rows; on one process that is the whole batch."""
+    sharding = batch_sharding(mesh)
+    out = {}
+    for k, v in batch.items():
+        spec = sharding if v.ndim == 2 else NamedSharding(mesh, P(RULES["batch"]))
+        out[k] = jax.make_array_from_process_local_data(spec, v)
+    return out
+
+
+def log_compiled_memory(compiled: Any, what: str) -> None:
+    """Print the compiled program's memory use before the first step runs."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return
+    if m is None:
+        return
+    gib = lambda b: b / 2**30
+    logging.info("%s: per-device memory: arguments %.3f GiB, outputs %.3f GiB, temporaries %.3f GiB", what,
+                 gib(m.argument_size_in_bytes), gib(m.output_size_in_bytes), gib(m.temp_size_in_bytes))
+
+
+OOM_HINT = ("it does not fit in device memory; try a larger fsdp or tensor mesh axis (--config.mesh.shape), "
+            "a smaller batch_size or data.max_len, or bf16 compute (compute_dtype=bfloat16)")

@@ -1,0 +1,70 @@
+"""The same train step and scoring on different meshes of 8 virtual CPU
+devices (conftest.py sets XLA_FLAGS before jax is imported)."""
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from lpjax import sharding
+from lpjax.config import base_config
+from lpjax.scoring import make_score_fn, score_examples
+from lpjax.train import train
+from tests.helpers import random_examples, tiny_model
+
+pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (virtual) devices; set XLA_FLAGS")
+
+VOCAB = 64
+MESHES = [(1, 1, 1), (8, 1, 1), (2, 4, 1), (2, 2, 2)]
+
+
+def run_on(mesh_shape, tmp_path):
+    mesh = sharding.make_mesh(mesh_shape, jax.devices()[: int(np.prod(mesh_shape))])
+    cfg = base_config().probe.train
+    cfg.update(dict(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000))
+    examples = random_examples(24, VOCAB, seed=5)
+    model = tiny_model(VOCAB)
+    params = train(model, examples, cfg, str(tmp_path / "x".join(map(str, mesh_shape))), seed=0, mesh=mesh)
+    graphdef = nnx.graphdef(model)
+    s, c = score_examples(make_score_fn(graphdef, mesh), params, examples, 8, 40)
+    return params, s, c
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mesh")
+    return {shape: run_on(shape, tmp) for shape in MESHES}
+
+
+@pytest.mark.parametrize("shape", MESHES[1:])
+def test_same_results_on_every_mesh(results, shape):
+    ref_params, ref_s, ref_c = results[(1, 1, 1)]
+    params, s, c = results[shape]
+    np.testing.assert_array_equal(c, ref_c)
+    np.testing.assert_allclose(s, ref_s, rtol=2e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(ref_params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_parameters_are_sharded_as_the_rules_say(results):
+    params, _, _ = results[(2, 2, 2)]
+    q = params["layers"][0]["self_attn"]["q_proj"]["kernel"][...]
+    assert q.sharding.spec == P("fsdp", "tensor")
+    assert q.addressable_shards[0].data.shape == (q.shape[0] // 2, q.shape[1] // 2)
+    emb = params["embed_tokens"][...]
+    assert emb.sharding.spec == P("tensor", "fsdp")
+    assert emb.addressable_shards[0].data.shape == (VOCAB // 2, emb.shape[1] // 2)
+    params8, _, _ = results[(8, 1, 1)]
+    assert params8["layers"][0]["mlp"]["up_proj"]["kernel"][...].sharding.is_fully_replicated
+
+
+def test_unknown_logical_axis_fails_loudly():
+    mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+    with pytest.raises(KeyError, match="no sharding rule"):
+        sharding.logical_to_spec(("embed", "bogus"), (4, 4), mesh)
+
+
+def test_mesh_shape_resolves_the_rest():
+    assert sharding.mesh_shape((-1, 2, 1), 8) == (4, 2, 1)
+    with pytest.raises(ValueError):
+        sharding.mesh_shape((3, -1, 1), 8)

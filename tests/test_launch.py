@@ -1,8 +1,10 @@
 """The launcher end to end on the micro config, in subprocesses as a user runs it."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +85,30 @@ def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
     chosen = json.load(open(os.path.join(tmp_path, "select", "indices_lp_app.json")))
     assert len(set(chosen)) == len(chosen) == 60 and all(0 <= i < 240 for i in chosen)
     assert os.path.exists(os.path.join(tmp_path, "report.md"))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
+    """SIGKILL mid-epoch during probe training, rerun the same command: the
+    per-epoch perplexities equal the uninterrupted run's bit for bit."""
+    w = str(tmp_path)
+    cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={w}",
+           "--config.probe.train.checkpoint_every=4"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XLA_FLAGS": ""},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = os.path.join(w, "probe", "ckpt")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        steps = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit()]
+        if any(os.path.exists(os.path.join(ckpt, d, "commit_success.txt")) for d in steps):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not json.load(open(os.path.join(w, "probe", "stage.json")))["done"]  # killed inside the probe
+    done = launch(w, "--config.probe.train.checkpoint_every=4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed at step" in done.stderr
+    np.testing.assert_array_equal(read_scores(w), read_scores(first_run))
 
 
 @pytest.mark.parametrize(

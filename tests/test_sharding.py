@@ -23,7 +23,7 @@ def run_on(mesh_shape, tmp_path):
     cfg = base_config().probe.train
     cfg.update(dict(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000))
     examples = random_examples(24, VOCAB, seed=5)
-    model = tiny_model(VOCAB)
+    model = tiny_model(VOCAB, num_layers=1)
     params = train(model, examples, cfg, str(tmp_path / "x".join(map(str, mesh_shape))), seed=0, mesh=mesh)
     graphdef = nnx.graphdef(model)
     s, c = score_examples(make_score_fn(graphdef, mesh), params, examples, 8, 40)

@@ -1,9 +1,18 @@
-"""Greedy decoding for a causal decoder, without a KV cache yet.
+"""Batched decoding with a KV cache: greedy or sampled, stopping at EOS.
 
-Each step reruns the model over a fixed-size buffer and reads the position
-just before each row's write cursor. Causal attention makes the junk to the
-right of a cursor invisible to it, so rows of different prompt lengths
-decode together in one jitted loop.
+Prompts sit right-padded in a [B, P] buffer with per-row lengths. One jitted
+prefill runs the model over the buffer (causal attention keeps each row's
+padding out of its real tokens) and writes every position's keys and values
+into a cache of P + max_new_tokens slots. A `lax.while_loop` then decodes one
+token per step for all rows at once; each row keeps its own write cursor, so
+a row's new token lands at its own position (slot = position) and attends
+to the slots at or before it. Rows whose prompt is shorter therefore
+overwrite their padding slots before they ever attend to them, and every row
+sees exactly what it would see alone, unpadded: this is what makes the
+output match transformers' `generate` token for token. The loop ends when
+every row has emitted EOS or max_new_tokens steps have run.
+
+Sampling follows transformers' order: temperature, then top-k, then top-p.
 """
 from __future__ import annotations
 
@@ -17,46 +26,150 @@ from flax import nnx
 from lpjax.data.batching import round_up
 
 
-def make_greedy_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int):
+def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
+    """Logits [B, V] with temperature applied and everything outside top-k /
+    the top-p nucleus set to -inf (transformers' TopK/TopP warpers)."""
+    logits = logits / temperature
+    neg = jnp.finfo(logits.dtype).min
+    if top_k > 0:
+        k = min(top_k, logits.shape[-1])
+        kth = jax.lax.top_k(logits, k)[0][..., -1:]
+        logits = jnp.where(logits < kth, neg, logits)
+    if top_p < 1.0:
+        # Ascending sort: drop the low tail whose total mass is <= 1 - top_p,
+        # always keeping the most likely token.
+        order = jnp.argsort(logits, axis=-1)
+        sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+        drop_sorted = (cum <= 1.0 - top_p).at[..., -1].set(False)
+        drop = jnp.zeros_like(drop_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(drop_sorted)
+        logits = jnp.where(drop, neg, logits)
+    return logits
+
+
+def select_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int, top_p: float) -> jax.Array:
+    if temperature == 0.0:
+        return jnp.argmax(logits, axis=-1)
+    return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p), axis=-1)
+
+
+def _eos_ids(eos_id: int | Sequence[int] | None) -> tuple[int, ...]:
+    if eos_id is None:
+        return ()
+    return (int(eos_id),) if np.isscalar(eos_id) else tuple(int(e) for e in eos_id)
+
+
+def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
+                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
+    """A jitted fn(params, prompts [B, P], lengths [B], key) -> (tokens
+    [B, P + max_new_tokens], cursor [B]): row b's generated tokens are
+    tokens[b, lengths[b]:cursor[b]], EOS included when it was emitted.
+    temperature 0 is greedy (key unused)."""
+    eos = jnp.asarray(_eos_ids(eos_id) or (-1,), jnp.int32)
+
     @jax.jit
-    def greedy(params, tokens, lengths):
+    def generate(params, prompts, lengths, key):
         model = nnx.merge(graphdef, params)
-        rows = jnp.arange(tokens.shape[0])
+        b, p = prompts.shape
+        total = p + max_new_tokens
+        if model.max_length() is not None and total > model.max_length():
+            raise ValueError(f"prompt buffer {p} + max_new_tokens {max_new_tokens} exceeds the model's "
+                             f"{model.max_length()} learned positions")
+        rows = jnp.arange(b)
+        head = model.head_weight()
+        cache = model.init_cache(b, total)
+        hidden, cache = model.forward_cached(prompts, jnp.broadcast_to(jnp.arange(p), (b, p)), cache, prefill=True)
+        logits = hidden[rows, lengths - 1].astype(jnp.float32) @ head
+        tokens = jnp.zeros((b, total), prompts.dtype).at[:, :p].set(prompts)
 
-        def body(_, carry):
-            tokens, cur, done = carry
-            hidden = model.hidden_states(tokens)[rows, cur - 1].astype(jnp.float32)
-            nxt = jnp.argmax(hidden @ model.head_weight(), axis=-1).astype(tokens.dtype)
-            write = ~done & (cur < tokens.shape[1])
-            tokens = tokens.at[rows, jnp.minimum(cur, tokens.shape[1] - 1)].set(
-                jnp.where(write, nxt, tokens[rows, jnp.minimum(cur, tokens.shape[1] - 1)])
-            )
-            done = done | (write & (nxt == eos_id)) | (cur + 1 >= tokens.shape[1])
-            return tokens, cur + write.astype(cur.dtype), done
+        def cond(state):
+            step, _, _, done, _, _, _ = state
+            return (step < max_new_tokens) & ~jnp.all(done)
 
-        done = jnp.zeros(tokens.shape[0], bool)
-        return jax.lax.fori_loop(0, max_new_tokens, body, (tokens, lengths, done))[:2]
+        def body(state):
+            step, tokens, cur, done, logits, cache, key = state
+            key, sub = jax.random.split(key)
+            nxt = select_tokens(logits, sub, temperature, top_k, top_p).astype(tokens.dtype)
+            write = ~done
+            # A live row's cursor is always inside the buffer; a finished
+            # row's may sit one past it, so clamp where it indexes.
+            at = jnp.minimum(cur, total - 1)
+            tokens = tokens.at[rows, at].set(jnp.where(write, nxt, tokens[rows, at]))
+            done = done | (write & jnp.isin(nxt, eos))
+            cur = cur + write.astype(cur.dtype)
+            # The new token sits at position `at`; a finished row recomputes
+            # a slot past its end, which nothing reads.
+            hidden, cache = model.forward_cached(nxt[:, None], at[:, None], cache, prefill=False)
+            logits = hidden[:, 0].astype(jnp.float32) @ head
+            return step + 1, tokens, cur, done, logits, cache, key
+
+        done = jnp.zeros((b,), bool)
+        state = (jnp.int32(0), tokens, lengths.astype(jnp.int32), done, logits, cache, key)
+        _, tokens, cur, _, _, _, _ = jax.lax.while_loop(cond, body, state)
+        return tokens, cur
+
+    return generate
+
+
+def make_greedy_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None):
+    """Greedy decoding: fn(params, prompts [B, P], lengths [B]) -> (tokens, cursor)."""
+    generate = make_generate_fn(graphdef, max_new_tokens, eos_id)
+    key = jax.random.key(0)
+
+    def greedy(params, prompts, lengths):
+        return generate(params, prompts, lengths, key)
 
     return greedy
+
+
+def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple: int,
+         eos_id: int | Sequence[int] | None, pad_id: int, keep_eos: bool, key: jax.Array | None) -> list[list[int]]:
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (e.g. BOS)")
+    eos = set(_eos_ids(eos_id))
+    out: list[list[int]] = [[] for _ in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        length = round_up(max(len(prompts[i]) for i in chunk), multiple)
+        tokens = np.full((batch_size, length), pad_id, np.int32)
+        lengths = np.ones((batch_size,), np.int32)
+        for row, i in enumerate(chunk):
+            tokens[row, : len(prompts[i])] = prompts[i]
+            lengths[row] = len(prompts[i])
+        if key is None:
+            result = fn(params, tokens, lengths)
+        else:
+            key, sub = jax.random.split(key)
+            result = fn(params, tokens, lengths, sub)
+        tokens, cur = (np.asarray(x) for x in result)
+        for row, i in enumerate(chunk):
+            new = tokens[row, lengths[row] : cur[row]].tolist()
+            stop = next((j for j, t in enumerate(new) if t in eos), None)
+            out[i] = new if stop is None else new[: stop + 1 if keep_eos else stop]
+    return out
 
 
 def greedy_generate(
     greedy_fn, params, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int, multiple: int,
     eos_id: int, pad_id: int = 0,
 ) -> list[list[int]]:
-    """Generated token ids per prompt (up to and excluding EOS)."""
-    out: list[list[int]] = [[] for _ in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = round_up(max(len(prompts[i]) for i in chunk) + max_new_tokens, multiple)
-        tokens = np.full((batch_size, length), pad_id, np.int32)
-        lengths = np.ones((batch_size,), np.int32)
-        for row, i in enumerate(chunk):
-            tokens[row, : len(prompts[i])] = prompts[i]
-            lengths[row] = len(prompts[i])
-        tokens, cur = (np.asarray(x) for x in greedy_fn(params, tokens, lengths))
-        for row, i in enumerate(chunk):
-            new = tokens[row, lengths[row] : cur[row]].tolist()
-            out[i] = new[: new.index(eos_id)] if eos_id in new else new
-    return out
+    """Generated token ids per prompt (up to and excluding EOS), with a fn from make_greedy_fn.
+
+    Prompts are batched by length; each batch's prompt buffer is a multiple
+    of ``multiple`` long, so jit compiles a few shapes only."""
+    del max_new_tokens  # fixed when greedy_fn was made
+    return _run(greedy_fn, params, prompts, batch_size, multiple, eos_id, pad_id, False, None)
+
+
+def generate(
+    model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_id: int | Sequence[int] | None,
+    *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+    multiple: int = 8, pad_id: int = 0, keep_eos: bool = False,
+) -> list[list[int]]:
+    """Generate for every prompt with a model: greedy when temperature is 0,
+    otherwise sampled from a key seeded by ``seed``. Returns the new tokens
+    per prompt, cut before EOS (or including it with keep_eos)."""
+    graphdef, params = nnx.split(model)
+    fn = make_generate_fn(graphdef, max_new_tokens, eos_id, temperature, top_k, top_p)
+    return _run(fn, params, prompts, batch_size, multiple, eos_id, pad_id, keep_eos, jax.random.key(seed))

@@ -1,0 +1,181 @@
+"""Pieces every decoder family shares: parameters with logical axis names,
+projections, layer norm, attention with an optional KV cache, and the
+`CausalLM` base class that fixes the interface loss.py, scoring, training and
+generation rely on.
+
+Interface of a model (a Flax NNX module):
+
+- ``hidden_states(tokens[B, T]) -> [B, T, H]``: what the LM head multiplies
+  (after the final norm and, for OPT-350M, ``project_out``); causal, so right
+  padding is safe.
+- ``head_weight() -> [H, V]``: the LM head as a matrix (no family here has an
+  LM-head bias), so the loss never materializes full logits.
+- ``__call__(tokens) -> logits [B, T, V]`` in fp32.
+- ``init_cache(batch, length)`` and ``forward_cached(tokens, positions,
+  cache, prefill)`` for KV-cached generation (lpjax/generate.py).
+- ``cfg``: the family's frozen config dataclass.
+
+Logical axis names used by the parameters (lpjax/sharding.py maps them):
+``vocab``, ``embed``, ``q_heads``, ``kv_heads``, ``mlp``, ``norm``,
+``position`` (and ``None`` for an axis that stays replicated).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# A layer's KV cache: (keys, values), each [B, S, kv_heads, head_dim]; slot s
+# holds the token at position s of its row.
+LayerCache = tuple[jax.Array, jax.Array]
+
+ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "relu": jax.nn.relu,
+    # transformers' "gelu" is the exact erf form; the *_new/_fast/tanh names are the tanh approximation.
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_fast": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[name]
+
+
+def normal_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float) -> nnx.Param:
+    init = nnx.with_partitioning(jax.nn.initializers.normal(std), axes)
+    return nnx.Param(init(rngs.params(), shape, jnp.float32))
+
+
+def const_param(value: jax.Array, axes: tuple[str | None, ...]) -> nnx.Param:
+    return nnx.Param(value.astype(jnp.float32), out_sharding=axes)
+
+
+class Linear(nnx.Module):
+    """A projection whose kernel is stored [in, out] (transformers stores
+    nn.Linear as [out, in]), with an optional bias on the output axis."""
+
+    def __init__(self, din: int, dout: int, axes: tuple[str | None, str | None], rngs: nnx.Rngs,
+                 std: float = 0.02, bias: bool = False):
+        self.kernel = normal_param(rngs, (din, dout), axes, std)
+        self.bias = const_param(jnp.zeros((dout,)), (axes[1],)) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x @ self.kernel[...].astype(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(x.dtype)
+        return y
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, affine: bool = True):
+        self.weight = const_param(jnp.ones((dim,)), ("norm",)) if affine else None
+        self.bias = const_param(jnp.zeros((dim,)), ("norm",)) if affine else None
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        # Statistics in fp32 whatever the compute dtype.
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight[...] + self.bias[...]
+        return y.astype(x.dtype)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """q [B,T,H,D], k/v [B,S,KV,D], mask [B,T,S] (True = may attend) -> [B,T,H*D].
+
+    GQA groups query heads over their shared key/value head instead of
+    materializing repeated keys and values."""
+    b, t, h, d = q.shape
+    kv = k.shape[2]
+    q = q.reshape(b, t, kv, h // kv, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h * d)
+
+
+def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, cache: LayerCache | None,
+                   prefill: bool, scale: float, window: int | None = None) -> tuple[jax.Array, LayerCache | None]:
+    """Causal self-attention over this call's tokens, or over the KV cache.
+
+    Without a cache (training, scoring) or at prefill, the T tokens attend
+    to each other causally by index: right padding never reaches a real
+    token. With a cache, this call's keys/values are first written at the
+    slots named by ``positions``; a decode step (prefill=False) then attends
+    to every slot at or before its own position, so rows of a batch may sit
+    at different positions.
+    """
+    b, t = positions.shape
+    new_cache = None
+    if cache is not None:
+        rows = jnp.arange(b)[:, None]
+        ck = cache[0].at[rows, positions].set(k.astype(cache[0].dtype))
+        cv = cache[1].at[rows, positions].set(v.astype(cache[1].dtype))
+        new_cache = (ck, cv)
+    if cache is None or prefill:
+        q_pos = k_pos = jnp.broadcast_to(jnp.arange(t), (b, t))
+    else:
+        k, v = new_cache
+        q_pos, k_pos = positions, jnp.broadcast_to(jnp.arange(k.shape[1]), (b, k.shape[1]))
+    delta = q_pos[:, :, None] - k_pos[:, None, :]
+    mask = delta >= 0
+    if window is not None:
+        mask &= delta < window
+    return _attend(q, k, v.astype(q.dtype), mask, scale), new_cache
+
+
+class CausalLM(nnx.Module):
+    """Base of the decoder families: subclasses set ``cfg`` and implement
+    ``forward_cached``, ``head_weight`` and ``cache_shape``."""
+
+    cfg: Any
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.cfg.compute_dtype)
+
+    def forward_cached(self, tokens: jax.Array, positions: jax.Array, cache: list[LayerCache] | None,
+                       prefill: bool = True) -> tuple[jax.Array, list[LayerCache] | None]:
+        raise NotImplementedError
+
+    def cache_shape(self) -> tuple[int, int, int]:
+        """(num_layers, kv_heads, head_dim)."""
+        raise NotImplementedError
+
+    def head_weight(self) -> jax.Array:
+        raise NotImplementedError
+
+    def max_length(self) -> int | None:
+        """The longest sequence the model can position (learned position
+        tables), or None (rotary positions extrapolate)."""
+        return None
+
+    def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+        """Hidden states [B, T, H] that the LM head multiplies, under a causal mask.
+
+        Right padding needs no extra mask: with causal attention, pad tokens
+        after a sequence never influence its positions."""
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        return self.forward_cached(tokens, positions, None)[0]
+
+    def init_cache(self, batch: int, length: int) -> list[LayerCache]:
+        layers, kv, d = self.cache_shape()
+        zeros = jnp.zeros((batch, length, kv, d), self.compute_dtype)
+        return [(zeros, zeros) for _ in range(layers)]
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        h = self.hidden_states(tokens).astype(jnp.float32)
+        return h @ self.head_weight()

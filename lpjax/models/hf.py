@@ -1,0 +1,276 @@
+"""Hugging Face checkpoint directories in and out, without torch.
+
+`load_hf` reads `config.json`, picks the family by `model_type`, builds the
+module abstractly (no random init) and streams the safetensors tensors into
+it one at a time (single file or sharded with an index), so the host never
+holds two full copies of the weights. `save_hf` writes config.json, sharded
+safetensors in transformers' names and layouts, and the tokenizer, so that
+`transformers.AutoModelForCausalLM.from_pretrained(out_dir)` opens it.
+
+Every mismatch between checkpoint and model is an error that names the
+tensor: missing, unexpected (known buffers such as rotary `inv_freq` are
+ignored), or of the wrong shape.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lpjax.models import gpt2, llama, opt
+from lpjax.models.convert import Tensor
+
+CONFIG = "config.json"
+SAFETENSORS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    config_cls: type
+    model_cls: type
+    tensor_map: Callable[[Any], dict[str, Tensor]]
+    ignored: tuple[str, ...]  # regexes of checkpoint tensors to skip (buffers)
+    base_prefix: str  # the base model's prefix, absent from checkpoints saved from the base model alone
+
+    def is_ignored(self, name: str, cfg: Any) -> bool:
+        # A tied head is the embedding: transformers drops a saved copy too.
+        if name == "lm_head.weight" and getattr(cfg, "tie_word_embeddings", False):
+            return True
+        return any(re.search(p, name) for p in self.ignored)
+
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family(llama.LlamaConfig, llama.LlamaForCausalLM, llama.hf_tensor_map, llama.HF_IGNORED, "model."),
+    "mistral": Family(llama.LlamaConfig, llama.LlamaForCausalLM, llama.hf_tensor_map, llama.HF_IGNORED, "model."),
+    "opt": Family(opt.OPTConfig, opt.OPTForCausalLM, opt.hf_tensor_map, opt.HF_IGNORED, "model."),
+    "gpt2": Family(gpt2.GPT2Config, gpt2.GPT2LMHeadModel, gpt2.hf_tensor_map, gpt2.HF_IGNORED, "transformer."),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that does not match the model it describes."""
+
+
+def is_checkpoint_dir(path: str) -> bool:
+    """A directory with a transformers config.json (weights are checked on load)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG))
+
+
+def read_config(path: str) -> dict[str, Any]:
+    file = os.path.join(path, CONFIG)
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{path}: no {CONFIG}; not a Hugging Face checkpoint directory")
+    with open(file) as f:
+        return json.load(f)
+
+
+def family_for(hf_config: dict[str, Any], path: str = "config") -> Family:
+    model_type = hf_config.get("model_type")
+    if model_type not in FAMILIES:
+        raise CheckpointError(f"{path}: unsupported model_type {model_type!r}; supported: {', '.join(FAMILIES)}")
+    return FAMILIES[model_type]
+
+
+def config_from_hf(hf_config: dict[str, Any], compute_dtype: str = "float32", path: str = "config"):
+    """The lpjax config dataclass of a transformers config.json dict."""
+    return family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
+
+
+def _family_of_model(model: nnx.Module) -> Family:
+    for fam in FAMILIES.values():
+        if type(model) is fam.model_cls:
+            return fam
+    raise TypeError(f"no Hugging Face mapping for {type(model).__name__}")
+
+
+def _weight_files(path: str) -> dict[str, str]:
+    """Checkpoint tensor name -> safetensors file."""
+    from safetensors import safe_open
+
+    index = os.path.join(path, INDEX)
+    if os.path.isfile(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        for file in sorted(set(weight_map.values())):
+            if not os.path.isfile(os.path.join(path, file)):
+                raise CheckpointError(f"{path}: {INDEX} names {file}, which is missing")
+        return {name: os.path.join(path, file) for name, file in weight_map.items()}
+    single = os.path.join(path, SAFETENSORS)
+    if os.path.isfile(single):
+        with safe_open(single, framework="numpy") as f:
+            return {name: single for name in f.keys()}
+    others = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
+    hint = f" (found {', '.join(sorted(others))}; re-save with save_pretrained(safe_serialization=True))" if others else ""
+    raise CheckpointError(f"{path}: no {SAFETENSORS} or {INDEX}{hint}")
+
+
+def _canonical_names(names: list[str], prefix: str) -> dict[str, str]:
+    """Checkpoint name -> the name transformers' *ForCausalLM uses.
+
+    Checkpoints saved from the base model (the original GPT-2 and OPT files)
+    lack the `transformer.` / `model.` prefix."""
+    if not prefix or any(n.startswith(prefix) for n in names):
+        return {n: n for n in names}
+    return {n: n if n.startswith("lm_head.") else prefix + n for n in names}
+
+
+def _shape_error(path: str, name: str, got, want) -> CheckpointError:
+    return CheckpointError(f"{path}: tensor {name} has shape {tuple(got)} in the checkpoint, "
+                           f"but the model built from {CONFIG} expects {tuple(want)}")
+
+
+def _list_problems(kind: str, names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"{kind}: {shown}"
+
+
+def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float32") -> tuple[nnx.Module, dict]:
+    """(model, hf_config dict) from a local transformers checkpoint directory.
+
+    Parameters are stored in ``param_dtype`` (fp32 master weights by
+    default) whatever dtype the checkpoint holds; activations run in
+    ``compute_dtype``."""
+    from safetensors import safe_open
+
+    hf_config = read_config(path)
+    fam = family_for(hf_config, path)
+    cfg = fam.config_cls.from_hf(hf_config, compute_dtype)
+    with nnx.use_eager_sharding(False):
+        abstract = nnx.eval_shape(lambda: fam.model_cls(cfg, nnx.Rngs(params=0)))
+    graphdef, state = nnx.split(abstract)
+    variables = dict(nnx.to_flat_state(state))
+    tensor_map = fam.tensor_map(cfg)
+    assert set(t.path for t in tensor_map.values()) == set(variables), "internal: tensor map does not cover the model"
+
+    files = _weight_files(path)
+    canonical = _canonical_names(list(files), fam.base_prefix)
+    present = {canonical[n]: n for n in files}
+    missing = [n for n in tensor_map if n not in present]
+    unexpected = sorted(n for n in present if n not in tensor_map and not fam.is_ignored(n, cfg))
+    problems = []
+    if missing:
+        problems.append(_list_problems("missing tensors", missing))
+    if unexpected:
+        problems.append(_list_problems("unexpected tensors", unexpected))
+    if problems:
+        raise CheckpointError(f"{path} does not match its {CONFIG} ({hf_config.get('model_type')}): "
+                              + "; ".join(problems))
+
+    by_file: dict[str, list[str]] = {}
+    for name in tensor_map:
+        by_file.setdefault(files[present[name]], []).append(name)
+    dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
+    # Check every shape before reading any data, so a bad checkpoint fails fast.
+    for file, names in by_file.items():
+        with safe_open(file, framework="numpy") as f:
+            for name in names:
+                t = tensor_map[name]
+                want = t.transform.hf_shape(variables[t.path].get_value().shape)
+                got = tuple(f.get_slice(present[name]).get_shape())
+                if got != want:
+                    raise _shape_error(path, name, got, want)
+    for file, names in sorted(by_file.items()):
+        with safe_open(file, framework="numpy") as f:
+            for name in names:
+                t = tensor_map[name]
+                var = variables[t.path]
+                array = t.transform.to_lpjax(f.get_tensor(present[name]), var.get_value().shape)
+                var.set_value(jnp.asarray(array.astype(dtype)))
+                del array
+    return nnx.merge(graphdef, state), hf_config
+
+
+def _token_ids(tokenizer) -> dict[str, int]:
+    out = {}
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            out[key] = int(value)
+    return out
+
+
+def hf_config_for(model: nnx.Module, hf_config: dict | None = None) -> dict[str, Any]:
+    """The config.json to save with `model`: the original one (checked to
+    describe the same architecture) with the vocabulary size and dtype
+    updated, or one generated from the model's config."""
+    cfg = model.cfg
+    fam = _family_of_model(model)
+    if hf_config is None:
+        out = cfg.to_hf()
+    else:
+        reread = fam.config_cls.from_hf(hf_config, cfg.compute_dtype)
+        differ = [f.name for f in dataclasses.fields(cfg)
+                  if f.name != "vocab_size" and getattr(reread, f.name) != getattr(cfg, f.name)]
+        if differ:
+            raise ValueError(f"hf_config describes another architecture than the model: fields {differ} differ")
+        out = dict(hf_config)
+        out["vocab_size"] = cfg.vocab_size
+    for key in ("torch_dtype", "quantization_config", "_name_or_path"):
+        out.pop(key, None)
+    out["dtype"] = "float32"
+    return out
+
+
+def save_hf(model: nnx.Module, out_dir: str, tokenizer: Any = None, hf_config: dict | None = None,
+            max_shard_bytes: int = 2 * 1024**3) -> str:
+    """Write `model` as a transformers checkpoint directory (fp32 weights).
+
+    ``tokenizer``: a tokenizer object, or the path of a tokenizer directory
+    (re-saved with AutoTokenizer). Shards hold at most ``max_shard_bytes``,
+    so only one shard's tensors are ever copied out at a time. Returns out_dir."""
+    from safetensors.numpy import save_file
+
+    fam = _family_of_model(model)
+    cfg = model.cfg
+    config = hf_config_for(model, hf_config)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from lpjax.data.tokenize import load_tokenizer
+
+        tokenizer = load_tokenizer(str(tokenizer))
+    if tokenizer is not None:
+        for key, value in _token_ids(tokenizer).items():
+            config.setdefault(key, value)
+    os.makedirs(out_dir, exist_ok=True)
+    for stale in os.listdir(out_dir):
+        if stale == INDEX or re.fullmatch(r"model(-\d+-of-\d+)?\.safetensors", stale):
+            os.remove(os.path.join(out_dir, stale))
+
+    variables = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    tensor_map = fam.tensor_map(cfg)
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, t in tensor_map.items():
+        nbytes = 4 * int(np.prod(variables[t.path].get_value().shape))
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    weight_map = {}
+    for i, names in enumerate(shards):
+        file = SAFETENSORS if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        tensors = {}
+        for name in names:
+            t = tensor_map[name]
+            value = np.asarray(variables[t.path].get_value(), dtype=np.float32)
+            tensors[name] = np.ascontiguousarray(t.transform.to_hf(value))
+            weight_map[name] = file
+        save_file(tensors, os.path.join(out_dir, file), metadata={"format": "pt"})
+        del tensors
+    if len(shards) > 1:
+        total = sum(4 * int(np.prod(variables[t.path].get_value().shape)) for t in tensor_map.values())
+        with open(os.path.join(out_dir, INDEX), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    with open(os.path.join(out_dir, CONFIG), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
+    return out_dir

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -37,19 +37,30 @@ def make_score_fn(graphdef: nnx.GraphDef, mesh: Mesh | None = None) -> Callable:
         return example_loss(nnx.merge(graphdef, params), batch)
 
     if mesh is None:
-        return jax.jit(score_batch)
+        jitted = jax.jit(score_batch)
+        return ScoreFn(lambda params, batch, batch_size: jitted(params, batch), None)
     batch_sh = {k: sharding.batch_sharding(mesh) for k in ("tokens", "targets", "loss_mask")}
     jitted = jax.jit(score_batch, in_shardings=(None, batch_sh), out_shardings=sharding.replicated(mesh))
-    return lambda params, batch: jitted(params, sharding.put_batch(batch, mesh))
+    return ScoreFn(lambda params, batch, batch_size: jitted(params, sharding.put_batch(batch, mesh, batch_size)), mesh)
+
+
+class ScoreFn(NamedTuple):
+    """fn(params, this process's rows of a batch, global batch size)."""
+
+    fn: Callable
+    mesh: Mesh | None
+
+    def rows(self, batch_size: int) -> slice | None:
+        return None if self.mesh is None else sharding.local_rows(self.mesh, batch_size)
 
 
 def score_examples(score_fn, params: Any, examples: Sequence, batch_size: int, multiple: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample (loss sum, response token count) over all examples, in order."""
     loss_sum = np.zeros(len(examples), np.float64)
     count = np.zeros(len(examples), np.float64)
-    for batch in scoring_batches(examples, batch_size, multiple):
+    for batch in scoring_batches(examples, batch_size, multiple, score_fn.rows(batch_size)):
         index = batch.pop("index")
-        s, c = score_fn(params, batch)
+        s, c = score_fn.fn(params, batch, batch_size)
         keep = index >= 0
         loss_sum[index[keep]] = np.asarray(s)[keep]
         count[index[keep]] = np.asarray(c)[keep]

@@ -104,15 +104,23 @@ def shard_params(state: Any, mesh: Mesh) -> Any:
     return jax.device_put(state, param_shardings(state, mesh))
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Place a host batch on the mesh, split over (data, fsdp). Each process
-    passes only its own rows; on one process that is the whole batch."""
+def local_rows(mesh: Mesh, batch_size: int) -> slice:
+    """The contiguous block of a global batch's rows that this process feeds."""
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size, 1))
+    starts = [idx[0].start or 0 for idx in index_map.values()]
+    stops = [batch_size if idx[0].stop is None else idx[0].stop for idx in index_map.values()]
+    block = slice(min(starts), max(stops))
+    if sum(stop - start for start, stop in set(zip(starts, stops))) != block.stop - block.start:
+        raise ValueError(f"this process's batch rows are not contiguous on mesh {dict(mesh.shape)}")
+    return block
+
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, batch_size: int) -> dict[str, jax.Array]:
+    """Place this process's rows of a global [batch_size, L] batch on the mesh,
+    split over (data, fsdp)."""
     sharding = batch_sharding(mesh)
-    out = {}
-    for k, v in batch.items():
-        spec = sharding if v.ndim == 2 else NamedSharding(mesh, P(RULES["batch"]))
-        out[k] = jax.make_array_from_process_local_data(spec, v)
-    return out
+    return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
+            for k, v in batch.items()}
 
 
 def log_compiled_memory(compiled: Any, what: str) -> None:

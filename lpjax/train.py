@@ -89,6 +89,7 @@ def train(
         lambda x: x.sharding if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
         else sharding.replicated(mesh), opt_state)
     opt_state = jax.device_put(opt_state, opt_sh)
+    rows = sharding.local_rows(mesh, cfg.batch_size)  # this process's share of every batch
     step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh), f"{name} train step")
 
     ckpt = Checkpointer(ckpt_dir)
@@ -101,9 +102,9 @@ def train(
 
     t0, done_at_start = time.time(), step
     while epoch < cfg.epochs:
-        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos):
+        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows):
             batch.pop("index")
-            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh))
+            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size))
             step += 1
             batch_pos += 1
             if step % cfg.log_every == 0 or step == total:

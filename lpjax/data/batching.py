@@ -16,7 +16,8 @@ def round_up(n: int, multiple: int) -> int:
 
 
 def collate(examples: Sequence, indices: Sequence[int], batch_size: int, length: int, pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Batch the examples at `indices` into arrays of shape [batch_size, length].
+    """Batch the examples at `indices` (-1 = a padding row) into arrays of
+    shape [batch_size, length].
 
     targets[t] is the token position t predicts (ids[t + 1]); loss_mask[t] is 1
     where that token is a response token (index >= prompt_len).
@@ -26,6 +27,8 @@ def collate(examples: Sequence, indices: Sequence[int], batch_size: int, length:
     mask = np.zeros((batch_size, length), np.float32)
     index = np.full((batch_size,), -1, np.int32)
     for row, i in enumerate(indices):
+        if i < 0:
+            continue
         ids = np.asarray(examples[i].ids)
         n = len(ids)
         if n > length:
@@ -39,13 +42,24 @@ def collate(examples: Sequence, indices: Sequence[int], batch_size: int, length:
     return {"tokens": tokens, "targets": targets, "loss_mask": mask, "index": index}
 
 
-def scoring_batches(examples: Sequence, batch_size: int, multiple: int) -> Iterator[dict[str, np.ndarray]]:
+def _batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multiple: int, rows: slice | None):
+    """The rows `rows` (this process's share; None = all) of the global batch
+    holding `chunk`. The length is the global batch's, so every process
+    builds the same shape; "index" is the global batch's sample indices."""
+    padded = np.full(batch_size, -1, np.int64)
+    padded[: len(chunk)] = chunk
+    length = round_up(max(len(examples[i].ids) for i in chunk), multiple)
+    local = padded if rows is None else padded[rows]
+    batch = collate(examples, local, len(local), length)
+    batch["index"] = padded
+    return batch
+
+
+def scoring_batches(examples: Sequence, batch_size: int, multiple: int, rows: slice | None = None) -> Iterator[dict[str, np.ndarray]]:
     """All examples once, sorted by length so padding stays small."""
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
     for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = round_up(max(len(examples[i].ids) for i in chunk), multiple)
-        yield collate(examples, chunk, batch_size, length)
+        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -55,14 +69,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def training_batches(
-    examples: Sequence, batch_size: int, multiple: int, seed: int, epoch: int, start_batch: int = 0
+    examples: Sequence, batch_size: int, multiple: int, seed: int, epoch: int, start_batch: int = 0,
+    rows: slice | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """One epoch of shuffled batches, from batch `start_batch` on (for resume)."""
     order = epoch_order(len(examples), seed, epoch)
     for start in range(start_batch * batch_size, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = round_up(max(len(examples[i].ids) for i in chunk), multiple)
-        yield collate(examples, chunk, batch_size, length)
+        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows)
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:

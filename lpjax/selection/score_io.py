@@ -1,4 +1,4 @@
-"""Reading per-sample score files, apart from the math.
+"""Reading and converting per-sample score files, apart from the math.
 
 The authors released perplexities as pickles of plain float lists. Pickle can
 run arbitrary code on load, so these are read with an unpickler that refuses
@@ -7,6 +7,7 @@ not a score file.
 """
 
 import io
+import os
 import pickle
 from pathlib import Path
 
@@ -70,3 +71,133 @@ def load_reference_scores(directory: str | Path) -> np.ndarray:
     if len(lengths) != 1:
         raise ValueError(f"{directory}: epoch files differ in length: {sorted(lengths)}")
     return np.stack(rows)
+
+
+# ---------------------------------------------------------------------------
+# One score format everywhere: the probe's ScoreStore layout (lpjax.scoring).
+#
+# A score directory holds zarr arrays `ppl` and `loss`, [epochs + 1, N]
+# float32 (row 0 before training, row i after epoch i), and meta.json. The
+# probe writes it while it trains; import_scores converts the authors'
+# pickles into it; load_scores reads either, refusing scores computed on
+# other records than the ones in use.
+
+REQUIRED_META = ("model", "template", "max_len")
+SCORE_KINDS = ("ppl", "loss")
+
+
+def _zarr(directory: Path, name: str):
+    import tensorstore as ts
+
+    # The arrays ScoreStore.create laid out; opened through zarr's own
+    # metadata, so this writes exactly what ScoreStore reads.
+    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(directory / name)}}
+    return ts.open(spec).result()
+
+
+def import_scores(
+    src: str | Path,
+    dst_dir: str | Path,
+    records_fingerprint: str,
+    meta: dict,
+    num_records: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert the authors' pickles (epoch-pre.pkl, epoch-1.pkl, ...) in `src`
+    into a score directory `dst_dir` with the ScoreStore layout.
+
+    `meta` must name the `model`, `template` and `max_len` the scores were
+    computed with; `meta["metric"]` says what the pickles hold: "ppl"
+    (default, as released; loss = log(ppl)) or "loss" (mean token
+    cross-entropy; ppl = exp(loss)). `records_fingerprint` is
+    ``lpjax.data.formats.fingerprint`` of the records the scores belong to,
+    in the same order; `num_records`, when given, must equal the number of
+    scores. The directory is written under a temporary name beside `dst_dir`
+    and renamed into place, so it appears whole or not at all; an existing
+    `dst_dir` is replaced only with ``overwrite=True``. Returns `dst_dir`.
+    """
+    import shutil
+    import tempfile
+
+    from lpjax.scoring import ScoreStore
+
+    src, dst = Path(src), Path(dst_dir)
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"import_scores: meta lacks {missing}; say which model/template/max_len made the scores")
+    kind = meta.get("metric", "ppl")
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"import_scores: meta['metric'] must be one of {SCORE_KINDS}, got {kind!r}")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=True to replace it")
+    files = reference_score_files(src)
+    rows = load_reference_scores(src)
+    if num_records is not None and rows.shape[1] != num_records:
+        raise ValueError(f"{src}: {rows.shape[1]} scores per epoch, but there are {num_records} records")
+    if not np.isfinite(rows).all():
+        raise ValueError(f"{src}: scores contain NaN or infinity")
+    if kind == "ppl":
+        if (rows <= 0).any():
+            raise ValueError(f"{src}: perplexities must be positive")
+        ppl, loss = rows, np.log(rows)
+    else:
+        ppl, loss = np.exp(rows), rows
+
+    full_meta = {
+        **meta,
+        "metric": kind,
+        "fingerprint": records_fingerprint,
+        "source": str(src),
+        "source_files": [p.name for p in files],
+        "num_samples": int(rows.shape[1]),
+        "rows": "row 0 = before training, row i = after epoch i",
+    }
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.import-"))
+    try:
+        ScoreStore.create(str(tmp), rows.shape[0], rows.shape[1], full_meta)
+        for name, values in (("ppl", ppl), ("loss", loss)):
+            _zarr(tmp, name).write(values.astype(np.float32)).result()
+        if dst.exists():
+            old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.old-"))
+            os.replace(dst, old / "scores")
+            os.replace(tmp, dst)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
+def load_scores(
+    directory: str | Path, expected_fingerprint: str | None, name: str = "ppl", require_complete: bool = True
+) -> tuple[np.ndarray, dict]:
+    """(scores [epochs+1, N] float32, meta) of a score directory.
+
+    Raises a ValueError naming both fingerprints when the scores were
+    computed on other records than `expected_fingerprint` (pass None only to
+    skip the check on purpose), and, with `require_complete`, when a row was
+    never written (NaN: an interrupted probe run).
+    """
+    from lpjax.scoring import ScoreStore
+
+    directory = Path(directory)
+    if not (directory / "meta.json").is_file():
+        raise FileNotFoundError(f"{directory}: not a score directory (no meta.json)")
+    if name not in SCORE_KINDS:
+        raise ValueError(f"name must be one of {SCORE_KINDS}, got {name!r}")
+    store = ScoreStore.open(str(directory))
+    found = store.meta.get("fingerprint")
+    if expected_fingerprint is not None and found != expected_fingerprint:
+        raise ValueError(
+            f"{directory}: scores belong to records with fingerprint {found}, but the records in use have "
+            f"fingerprint {expected_fingerprint}; they were computed on other data (or another order)"
+        )
+    scores = store.read(name)
+    if require_complete:
+        missing = [i for i in range(scores.shape[0]) if np.isnan(scores[i]).any()]
+        if missing:
+            raise ValueError(f"{directory}: score rows {missing} are incomplete (NaN); finish the probe run first")
+    return scores, dict(store.meta)

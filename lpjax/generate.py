@@ -16,6 +16,7 @@ Sampling follows transformers' order: temperature, then top-k, then top-p.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -26,31 +27,25 @@ from flax import nnx
 from lpjax.data.batching import round_up
 
 
-def filter_logits(logits: jax.Array, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
-    """Logits [B, V] with temperature applied and everything outside top-k /
-    the top-p nucleus set to -inf (transformers' TopK/TopP warpers)."""
+def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax.Array:
+    """Logits [B, V] divided by temperature, with everything outside the
+    top-k and then outside the top-p nucleus set to the dtype's minimum, as
+    transformers' Temperature/TopK/TopP warpers do. top_k 0 and top_p 1
+    disable a filter. All three may be traced values (one compile serves
+    every setting); one sort serves both filters."""
     logits = logits / temperature
     neg = jnp.finfo(logits.dtype).min
-    if top_k > 0:
-        k = min(top_k, logits.shape[-1])
-        kth = jax.lax.top_k(logits, k)[0][..., -1:]
-        logits = jnp.where(logits < kth, neg, logits)
-    if top_p < 1.0:
-        # Ascending sort: drop the low tail whose total mass is <= 1 - top_p,
-        # always keeping the most likely token.
-        order = jnp.argsort(logits, axis=-1)
-        sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
-        drop_sorted = (cum <= 1.0 - top_p).at[..., -1].set(False)
-        drop = jnp.zeros_like(drop_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(drop_sorted)
-        logits = jnp.where(drop, neg, logits)
-    return logits
-
-
-def select_tokens(logits: jax.Array, key: jax.Array, temperature: float, top_k: int, top_p: float) -> jax.Array:
-    if temperature == 0.0:
-        return jnp.argmax(logits, axis=-1)
-    return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p), axis=-1)
+    vocab = logits.shape[-1]
+    order = jnp.argsort(logits, axis=-1)  # ascending
+    ascending = jnp.take_along_axis(logits, order, axis=-1)
+    k = jnp.clip(jnp.where(top_k > 0, top_k, vocab), 1, vocab)
+    kth = jnp.take(ascending, vocab - k, axis=-1)[..., None]
+    ascending = jnp.where(ascending < kth, neg, ascending)
+    # Drop the low tail whose total mass is <= 1 - top_p, always keeping the most likely token.
+    cum = jnp.cumsum(jax.nn.softmax(ascending, axis=-1), axis=-1)
+    drop_sorted = ((cum <= 1.0 - top_p) & (top_p < 1.0)).at[..., -1].set(False)
+    drop = jnp.zeros_like(drop_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(drop_sorted)
+    return jnp.where(drop | (logits < kth), neg, logits)
 
 
 def _eos_ids(eos_id: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -59,16 +54,14 @@ def _eos_ids(eos_id: int | Sequence[int] | None) -> tuple[int, ...]:
     return (int(eos_id),) if np.isscalar(eos_id) else tuple(int(e) for e in eos_id)
 
 
-def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
-                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
-    """A jitted fn(params, prompts [B, P], lengths [B], key) -> (tokens
-    [B, P + max_new_tokens], cursor [B]): row b's generated tokens are
-    tokens[b, lengths[b]:cursor[b]], EOS included when it was emitted.
-    temperature 0 is greedy (key unused)."""
-    eos = jnp.asarray(_eos_ids(eos_id) or (-1,), jnp.int32)
+@functools.lru_cache(maxsize=32)
+def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], sampled: bool):
+    """The jitted decoder, one per (model graph, budget, EOS set, greedy or
+    sampled); the sampling settings are arguments, not constants."""
+    eos_ids = jnp.asarray(eos or (-1,), jnp.int32)
 
     @jax.jit
-    def generate(params, prompts, lengths, key):
+    def generate(params, prompts, lengths, key, temperature, top_k, top_p):
         model = nnx.merge(graphdef, params)
         b, p = prompts.shape
         total = p + max_new_tokens
@@ -82,6 +75,11 @@ def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | 
         logits = hidden[rows, lengths - 1].astype(jnp.float32) @ head
         tokens = jnp.zeros((b, total), prompts.dtype).at[:, :p].set(prompts)
 
+        def select(logits, key):
+            if not sampled:
+                return jnp.argmax(logits, axis=-1)
+            return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p), axis=-1)
+
         def cond(state):
             step, _, _, done, _, _, _ = state
             return (step < max_new_tokens) & ~jnp.all(done)
@@ -89,13 +87,13 @@ def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | 
         def body(state):
             step, tokens, cur, done, logits, cache, key = state
             key, sub = jax.random.split(key)
-            nxt = select_tokens(logits, sub, temperature, top_k, top_p).astype(tokens.dtype)
+            nxt = select(logits, sub).astype(tokens.dtype)
             write = ~done
             # A live row's cursor is always inside the buffer; a finished
             # row's may sit one past it, so clamp where it indexes.
             at = jnp.minimum(cur, total - 1)
             tokens = tokens.at[rows, at].set(jnp.where(write, nxt, tokens[rows, at]))
-            done = done | (write & jnp.isin(nxt, eos))
+            done = done | (write & jnp.isin(nxt, eos_ids))
             cur = cur + write.astype(cur.dtype)
             # The new token sits at position `at`; a finished row recomputes
             # a slot past its end, which nothing reads.
@@ -107,6 +105,21 @@ def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | 
         state = (jnp.int32(0), tokens, lengths.astype(jnp.int32), done, logits, cache, key)
         _, tokens, cur, _, _, _, _ = jax.lax.while_loop(cond, body, state)
         return tokens, cur
+
+    return generate
+
+
+def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
+                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
+    """A jitted fn(params, prompts [B, P], lengths [B], key) -> (tokens
+    [B, P + max_new_tokens], cursor [B]): row b's generated tokens are
+    tokens[b, lengths[b]:cursor[b]], EOS included when it was emitted.
+    temperature 0 is greedy (key unused)."""
+    decoder = _decoder(graphdef, max_new_tokens, _eos_ids(eos_id), temperature != 0.0)
+    settings = (jnp.float32(temperature or 1.0), jnp.int32(top_k), jnp.float32(top_p))
+
+    def generate(params, prompts, lengths, key):
+        return decoder(params, prompts, lengths, key, *settings)
 
     return generate
 

@@ -1,0 +1,164 @@
+"""Write a selected subset for other trainers, and count what is in it.
+
+``export_subset`` writes the chosen records as a JSON list (the format of the
+authors' released subsets and of Stanford Alpaca), as JSON lines, and as a
+``datasets`` dataset on disk (``datasets.load_from_disk``), each atomically:
+a reader never sees half a file or half a directory.
+
+``pool_stats`` counts two kinds of junk a difficulty metric tends to pick:
+exact duplicates (the same instruction, input and output) and empty
+(whitespace-only) responses, in the pool and in the selection.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from lpjax.data.formats import FIELDS, write_records
+
+EXPORT_FORMATS = ("json", "jsonl", "hf")
+
+
+def _check_indices(indices: Sequence[int], n: int) -> list[int]:
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+        raise ValueError(f"indices must be a 1-D sequence of integers, got shape {idx.shape} dtype {idx.dtype}")
+    idx = idx.astype(np.int64).tolist()
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"indices out of range for {n} records: {bad[:5]}")
+    if len(set(idx)) != len(idx):
+        dup = [i for i, c in Counter(idx).items() if c > 1]
+        raise ValueError(f"indices repeat: {dup[:5]}")
+    return idx
+
+
+def _columns(records: list[dict], fields: Sequence[str] | None) -> list[str]:
+    if fields is not None:
+        return list(fields)
+    seen: dict[str, None] = {}
+    for r in records:
+        seen.update(dict.fromkeys(r))
+    return list(seen)
+
+
+def _save_dataset_atomic(rows: list[dict], columns: list[str], path: str) -> None:
+    import datasets
+
+    if rows:
+        import pyarrow as pa
+
+        try:
+            ds, shards = datasets.Dataset.from_list(rows), None
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ValueError(f"{path}: the selected records do not form one table ({err}); "
+                             "export fields=FIELDS (instruction/input/output) instead") from None
+    else:
+        # from_list([]) has no columns, and an empty dataset is saved as zero
+        # shards that load_from_disk cannot read: name string columns, one shard.
+        features = datasets.Features({c: datasets.Value("string") for c in columns})
+        ds, shards = datasets.Dataset.from_dict({c: [] for c in columns}, features=features), 1
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.")
+    try:
+        ds.save_to_disk(os.path.join(tmp, "new"), num_shards=shards)
+        if os.path.exists(path):
+            os.replace(path, os.path.join(tmp, "old"))
+        os.replace(os.path.join(tmp, "new"), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_subset(
+    records: list[dict],
+    indices: Sequence[int],
+    out_dir: str | os.PathLike,
+    stem: str,
+    formats: Sequence[str] = EXPORT_FORMATS,
+    fields: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """Write ``records[i] for i in indices`` (in that order) and return {format: path}.
+
+    Paths: ``<out_dir>/<stem>.json`` (a JSON list), ``<stem>.jsonl`` and
+    ``<stem>.hf/`` (``datasets.Dataset.save_to_disk``). `fields` picks the
+    keys to keep (``FIELDS`` = instruction/input/output gives exactly the
+    authors' subset format); None keeps every key, and in the dataset a key
+    some records lack is null for them. Existing outputs are replaced.
+    """
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export formats {unknown}; expected some of {EXPORT_FORMATS}")
+    idx = _check_indices(indices, len(records))
+    chosen = [records[i] for i in idx]
+    columns = _columns(chosen, fields)
+    missing = [(i, f) for i, r in zip(idx, chosen) for f in columns if fields is not None and f not in r]
+    if missing:
+        raise ValueError(f"record {missing[0][0]} has no field {missing[0][1]!r}")
+    rows = [{c: r.get(c) for c in columns} for r in chosen]
+    out_dir = os.fspath(out_dir)
+    paths = {}
+    for fmt in formats:
+        path = os.path.join(out_dir, f"{stem}.{fmt}")
+        if fmt == "hf":
+            _save_dataset_atomic(rows, columns, path)
+        else:
+            # Through a temporary file and a rename. Without `fields`, each
+            # record keeps exactly its own keys (no nulls for others' keys).
+            write_records(chosen if fields is None else rows, path)
+        paths[fmt] = path
+    return paths
+
+
+def _key(record: dict) -> tuple[str, str, str]:
+    return tuple(record.get(f, "") for f in FIELDS)
+
+
+def _empty(record: dict) -> bool:
+    return not str(record.get("output", "")).strip()
+
+
+def _counts(records: list[dict], pool_counts: Counter | None = None) -> dict:
+    counts = Counter(_key(r) for r in records)
+    out = {
+        "records": len(records),
+        "distinct": len(counts),
+        # copies beyond the first of each distinct record
+        "duplicates": len(records) - len(counts),
+        "duplicate_groups": sum(1 for c in counts.values() if c > 1),
+        "empty_responses": sum(_empty(r) for r in records),
+    }
+    if pool_counts is not None:
+        out["duplicated_in_pool"] = sum(pool_counts[_key(r)] > 1 for r in records)
+    return out
+
+
+def pool_stats(records: list[dict], indices: Sequence[int]) -> dict:
+    """Exact duplicates and empty responses in the pool and in the selection.
+
+    Two records are duplicates when instruction, input and output are equal
+    strings (metadata ignored); a response is empty when it is whitespace
+    only. ``duplicates`` counts the copies beyond the first of each distinct
+    record, ``duplicate_groups`` the distinct records that occur more than
+    once; for the selection, ``duplicated_in_pool`` counts selected records
+    that have a copy anywhere in the pool.
+    """
+    idx = _check_indices(indices, len(records))
+    pool = Counter(_key(r) for r in records)
+    return {"pool": _counts(records), "selection": _counts([records[i] for i in idx], pool)}
+
+
+def pool_stats_markdown(stats: dict, title: str = "### Duplicates and empty responses") -> str:
+    """``pool_stats`` as a small markdown table."""
+    rows = [("records", "records"), ("distinct records", "distinct"), ("duplicate copies", "duplicates"),
+            ("distinct records occurring more than once", "duplicate_groups"),
+            ("empty (whitespace-only) responses", "empty_responses")]
+    lines = [title, "", "| | pool | selection |", "|---|---|---|"]
+    lines += [f"| {label} | {stats['pool'][key]} | {stats['selection'][key]} |" for label, key in rows]
+    lines.append(f"| selected records with a copy in the pool | | {stats['selection']['duplicated_in_pool']} |")
+    return "\n".join(lines) + "\n"

@@ -36,21 +36,37 @@ from lpjax.embed.minilm import SentenceEncoder, cluster_text, default_model_dir 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "alpaca_52k.json")
 
 
+class Timer:
+    """Wall and process CPU seconds (all threads). On a shared machine the CPU
+    seconds are the steadier number: wall time grows with other load."""
+
+    def __enter__(self):
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+    def __str__(self):
+        return f"{self.wall:.1f}s wall, {self.cpu:.1f}s CPU"
+
+
 def log(msg: str) -> None:
     load = "/".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"[{time.strftime('%H:%M:%S')} load {load}] {msg}", flush=True)
 
 
-def reference_embed(texts: list[str], batch_size: int) -> tuple[np.ndarray, float]:
+def reference_embed(texts: list[str], batch_size: int) -> tuple[np.ndarray, Timer]:
     import torch
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(THREADS)
     model = SentenceTransformer(default_model_dir(), device="cpu")
     model.encode(texts[:8], batch_size=batch_size)  # warm-up (allocator, lazy init)
-    t0 = time.perf_counter()
-    emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    return np.asarray(emb, np.float32), time.perf_counter() - t0
+    with Timer() as t:
+        emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(emb, np.float32), t
 
 
 def main() -> None:
@@ -92,19 +108,19 @@ def main() -> None:
         all_tokens = sum(len(x) for x in encoder.tokenize(texts))
         log(f"reference sample: {m} records, {lengths.sum()} tokens (mean {lengths.mean():.1f}); "
             f"all {n} records: {all_tokens} tokens")
-        t0 = time.perf_counter()
-        flax_emb = encoder.embed(sample, batch_size=args.batch_size)
-        flax_s = time.perf_counter() - t0
-        log(f"Flax  on sample: {flax_s:.1f}s incl. compiles ({m / flax_s:.1f} rec/s)")
-        t0 = time.perf_counter()
-        encoder.embed(sample, batch_size=args.batch_size)
-        flax_warm = time.perf_counter() - t0
-        log(f"Flax  on sample again (compiled): {flax_warm:.1f}s ({m / flax_warm:.1f} rec/s)")
-        ref_emb, ref_s = reference_embed(sample, args.batch_size)
-        log(f"sentence-transformers on sample: {ref_s:.1f}s ({m / ref_s:.1f} rec/s)")
+        with Timer() as t:
+            flax_emb = encoder.embed(sample, batch_size=args.batch_size)
+        log(f"Flax on sample, incl. compiles: {t} ({m / t.wall:.1f} rec/s)")
+        with Timer() as flax_t:
+            encoder.embed(sample, batch_size=args.batch_size)
+        log(f"Flax on sample again (compiled): {flax_t} ({m / flax_t.wall:.1f} rec/s)")
+        ref_emb, ref_t = reference_embed(sample, args.batch_size)
+        log(f"sentence-transformers on sample: {ref_t} ({m / ref_t.wall:.1f} rec/s)")
+        log(f"Flax / sentence-transformers: {flax_t.wall / ref_t.wall:.2f}x wall, {flax_t.cpu / ref_t.cpu:.2f}x CPU")
         scale = all_tokens / lengths.sum()
-        log(f"EXTRAPOLATED to all {n} records by token count (x{scale:.2f}): "
-            f"Flax {flax_warm * scale / 60:.1f} min, sentence-transformers {ref_s * scale / 60:.1f} min")
+        log(f"EXTRAPOLATED (not measured) to all {n} records by token count (x{scale:.2f}): "
+            f"Flax {flax_t.wall * scale / 60:.1f} min wall ({flax_t.cpu * scale / 60:.1f} min CPU), "
+            f"sentence-transformers {ref_t.wall * scale / 60:.1f} min wall ({ref_t.cpu * scale / 60:.1f} min CPU)")
         cos = np.sum(flax_emb * ref_emb, axis=1) / (
             np.linalg.norm(flax_emb, axis=1) * np.linalg.norm(ref_emb, axis=1))
         log(f"parity on sample: min cosine {cos.min():.8f}, max abs diff {np.abs(flax_emb - ref_emb).max():.3g}")
@@ -117,20 +133,19 @@ def main() -> None:
             sys.exit(f"{args.load_embeddings} has {emb.shape[0]} rows, expected {n}")
         log(f"loaded embeddings {emb.shape} from {args.load_embeddings}")
     else:
-        t0 = time.perf_counter()
-        emb = encoder.embed(texts, batch_size=args.batch_size, log_every=50)
-        embed_s = time.perf_counter() - t0
-        log(f"EMBED {n} records (Flax, measured): {embed_s:.1f}s = {embed_s / 60:.1f} min ({n / embed_s:.1f} rec/s)")
+        with Timer() as t:
+            emb = encoder.embed(texts, batch_size=args.batch_size, log_every=100)
+        log(f"EMBED {n} records (Flax, measured, incl. compiles): {t} = {t.wall / 60:.1f} min wall "
+            f"({n / t.wall:.1f} rec/s)")
         if args.save_embeddings:
             np.save(args.save_embeddings, emb)
 
     k = min(args.k, n)
-    t0 = time.perf_counter()
-    assign, centroids = kmeans(emb, k, seed=args.seed, iters=args.iters)
-    km_s = time.perf_counter() - t0
+    with Timer() as km_t:
+        assign, centroids = kmeans(emb, k, seed=args.seed, iters=args.iters)
     sizes = np.bincount(assign, minlength=k)
     inertia = float(np.sum((emb - centroids[assign]) ** 2))
-    log(f"KMEANS k={k} on {emb.shape}: {km_s:.1f}s; inertia {inertia:.2f}; cluster sizes "
+    log(f"KMEANS k={k} on {emb.shape} (measured, incl. compiles): {km_t}; inertia {inertia:.2f}; cluster sizes "
         f"min {sizes.min()} median {int(np.median(sizes))} max {sizes.max()}, empty {(sizes == 0).sum()}")
 
 

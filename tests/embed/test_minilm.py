@@ -29,12 +29,23 @@ def test_cluster_text_exact_strings():
     assert cluster_text({"instruction": "Identify the odd one out.", "input": "Twitter, Instagram, Telegram",
                          "output": "Telegram"}) == \
         "Instruction: Identify the odd one out. Twitter, Instagram, Telegram Response: Telegram"
-    # The strip applies to the joined instruction + " " + input, not to the
-    # parts: inner whitespace stays, the ends go; the output is left as is.
+    # As the authors' clustering.py: each field stripped, then the join again.
     assert cluster_text({"instruction": "  Sort these. ", "input": " b, a\n", "output": " a, b \n"}) == \
-        "Instruction: Sort these.   b, a Response:  a, b \n"
+        "Instruction: Sort these. b, a Response: a, b"
+    assert cluster_text({"instruction": " Go. \t", "input": "   ", "output": "x"}) == "Instruction: Go. Response: x"
+    assert cluster_text({"instruction": " ", "input": " In  put ", "output": "x"}) == "Instruction: In  put Response: x"
     assert cluster_text({"instruction": "Say hi.", "output": "hi"}) == "Instruction: Say hi. Response: hi"
     assert cluster_text({"instruction": "", "input": "", "output": ""}) == "Instruction:  Response: "
+
+
+def test_cluster_text_matches_authors_expression_on_alpaca():
+    if not os.path.exists(ALPACA):
+        pytest.skip(f"{ALPACA} not found")
+    with open(ALPACA) as f:
+        records = json.load(f)
+    # Small2Large clustering.py, verbatim expression.
+    authors = lambda s: f'Instruction: {(s["instruction"].strip() + " " + s["input"].strip()).strip()} Response: {s["output"].strip()}'
+    assert all(cluster_text(r) == authors(r) for r in records)
 
 
 # ---------------------------------------------------------------- a tiny model directory

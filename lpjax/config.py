@@ -34,6 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Mesh axes (data, fsdp, tensor); -1 = the rest of the devices. Batch
     # sizes must divide by data * fsdp.
     cfg.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))
+    # Multi-host: coordinator "host:port" (or "auto" on TPU pods / SLURM); empty = one process.
+    cfg.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=1, process_id=0))
 
     cfg.data = ml_collections.ConfigDict()
     # "synthetic" = the embedded generated dataset; otherwise a file or a

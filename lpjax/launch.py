@@ -28,7 +28,10 @@ def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from lpjax import pipeline  # after flag parsing: keeps --help fast
+    from lpjax import distributed, pipeline  # after flag parsing: keeps --help fast
+
+    d = _CONFIG.value.distributed
+    distributed.initialize(d.coordinator, d.num_processes, d.process_id)
 
     try:
         result = pipeline.run(_CONFIG.value)

@@ -12,7 +12,8 @@ def _train(epochs: int, lr: float, batch_size: int) -> ml_collections.ConfigDict
         dict(
             epochs=epochs,
             lr=lr,
-            batch_size=batch_size,
+            batch_size=batch_size,  # global batch, split into grad_accum micro-batches
+            grad_accum=1,
             warmup_ratio=0.03,
             weight_decay=0.0,
             b1=0.9,

@@ -38,16 +38,34 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
     )
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh):
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
+                    grad_accum: int = 1):
     """One jitted step with explicit shardings: params and optimizer state
-    stay where the rules put them, the batch is split over (data, fsdp)."""
+    stay where the rules put them, the batch is split over (data, fsdp).
 
-    def loss_fn(params, batch):
-        loss_sum, count = example_loss(nnx.merge(graphdef, params), batch)
-        return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
+    With grad_accum = A the batch runs as A micro-batches (rows i::A, so each
+    device keeps its own rows) under lax.scan; gradients are summed against
+    the whole batch's token count, so the update equals the unaccumulated one.
+    """
+
+    def micro_loss(params, batch, total):
+        loss_sum, _ = example_loss(nnx.merge(graphdef, params), batch)
+        return jnp.sum(loss_sum) / total
 
     def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        total = jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
+        if grad_accum == 1:
+            loss, grads = jax.value_and_grad(micro_loss)(params, batch, total)
+        else:
+            micro = jax.tree_util.tree_map(
+                lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1), batch)
+
+            def body(acc, mb):
+                loss, grads = jax.value_and_grad(micro_loss)(params, mb, total)
+                return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
+
+            zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
+            (loss, grads), _ = jax.lax.scan(body, zeros, micro)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -90,7 +108,10 @@ def train(
         else sharding.replicated(mesh), opt_state)
     opt_state = jax.device_put(opt_state, opt_sh)
     rows = sharding.local_rows(mesh, cfg.batch_size)  # this process's share of every batch
-    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh), f"{name} train step")
+    if cfg.batch_size % cfg.grad_accum:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum={cfg.grad_accum}")
+    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum),
+                          f"{name} train step")
 
     ckpt = Checkpointer(ckpt_dir)
     step = 0

@@ -93,3 +93,14 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(tmp_path):
     assert seen == [1, 2, 2, 3]
     for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    vocab = 29
+    examples = random_examples(16, vocab, seed=6)
+    results = []
+    for accum in (1, 4):
+        cfg = small_train_cfg(epochs=1, batch_size=8, grad_accum=accum, pad_multiple=40)
+        results.append(train(tiny_model(vocab), examples, cfg, str(tmp_path / str(accum)), seed=0))
+    for a, b in zip(*(jax.tree_util.tree_leaves(r) for r in results)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

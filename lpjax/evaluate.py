@@ -23,7 +23,7 @@ def evaluate_model(graphdef: nnx.GraphDef, params: Any, tok, records: list[dict]
                    num_samples: int = 5) -> dict:
     e = cfg.evaluate
     multiple = cfg.target.train.pad_multiple
-    examples = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template)
+    examples = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template, cfg.data.truncation)
     loss_sum, count = score_examples(make_score_fn(graphdef), params, examples, e.batch_size, multiple)
 
     prompts = [ex.ids[: ex.prompt_len].tolist() for ex in examples]

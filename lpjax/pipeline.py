@@ -20,9 +20,9 @@ from lpjax.checkpoint import load_params, save_params
 from lpjax.data import formats, synthetic, tokenize
 from lpjax.data.template import build_prompt
 from lpjax.io_utils import write_json_atomic
-from lpjax.models.registry import build_model, model_config
+from lpjax.models import hf, registry
 from lpjax.scoring import ScoreStore, make_score_fn, score_examples
-from lpjax.selection import metrics, select
+from lpjax.selection import export, metrics, score_io, select, transfer
 from lpjax.stages import Workdir, file_hash, git_revision, package_versions, stable_hash
 from lpjax.train import train
 
@@ -96,18 +96,39 @@ def read_split(work: Workdir, split: str) -> list[dict]:
     return formats.load_records(work.path("data", f"{split}.jsonl"), "jsonl")
 
 
-def resolve_tokenizer(cfg: ml_collections.ConfigDict, work: Workdir):
-    path = cfg.data.tokenizer
-    return tokenize.load_tokenizer(work.path("data", "tokenizer") if path == "train_bpe" else path)
+def tokenizer_dir(cfg: ml_collections.ConfigDict, work: Workdir, side: str) -> str:
+    """Each side tokenizes with its own tokenizer: an explicit
+    `<side>.tokenizer`, else the checkpoint's, else the data's (the BPE
+    trained on the embedded data, or data.tokenizer)."""
+    m = cfg[side]
+    if m.tokenizer:
+        return m.tokenizer
+    if (path := registry.tokenizer_path(m.model)) is not None:
+        return path
+    if cfg.data.tokenizer == "train_bpe":
+        return work.path("data", "tokenizer")
+    if cfg.data.tokenizer:
+        return cfg.data.tokenizer
+    raise ValueError(f"{side}.model={m.model!r} is a preset: set {side}.tokenizer or data.tokenizer")
+
+
+def side_model(cfg: ml_collections.ConfigDict, work: Workdir, side: str):
+    """(tokenizer, model) of the probe or the target."""
+    tok = registry.load_tokenizer(tokenizer_dir(cfg, work, side))
+    model = registry.load_model(cfg[side].model, len(tok), cfg.seed, cfg[side].compute_dtype)
+    return tok, model
+
+
+def encode(cfg: ml_collections.ConfigDict, tok, records: list[dict]):
+    return tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template, cfg.data.truncation)
 
 
 # -------------------------------------------------------------------- probe
 def probe_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dict, out: str) -> dict:
     p = cfg.probe
-    tok = resolve_tokenizer(cfg, work)
+    tok, model = side_model(cfg, work, "probe")
     records = read_split(work, "train")
-    examples = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template)
-    model = build_model(model_config(p.model, len(tok)), cfg.seed)
+    examples = encode(cfg, tok, records)
     mesh = make_mesh(cfg)
     graphdef, params0 = nnx.split(model)
     score_fn = make_score_fn(graphdef, mesh)
@@ -132,32 +153,98 @@ def probe_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dic
     score_epoch(0, sharding.shard_params(params0, mesh))
     train(model, examples, p.train, os.path.join(out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
           log_metrics=work.log_metrics, name="probe", mesh=mesh)
-    no_response = [i for i, ex in enumerate(examples) if len(ex.ids) <= ex.prompt_len]
-    return {"score_dir": score_dir, "num_scored": len(examples), "no_response_tokens": len(no_response),
-            "no_response_examples": no_response[:20]}
+    lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
+    return {"score_dir": score_dir, "num_scored": len(examples), "truncation": tokenize.truncation_stats(examples),
+            "truncation_policy": cfg.data.truncation, "response_lost_examples": lost[:20],
+            "dropped": [i for i, ex in enumerate(examples) if ex.dropped]}
+
+
+# ------------------------------------------------------------------ cluster
+def cluster_stage(cfg: ml_collections.ConfigDict, work: Workdir, out: str) -> dict:
+    """Cluster assignments of the training records: MiniLM embeddings +
+    k-means (DESIGN.md §1), or a user's file of integers."""
+    s = cfg.select
+    records = read_split(work, "train")
+    if s.clusters == "minilm":
+        from lpjax.embed import kmeans, minilm
+
+        emb = minilm.embed_records(records, model_dir=s.embed_model or None)
+        assignments, _ = kmeans.kmeans(emb, min(s.num_clusters, len(records)), cfg.seed)
+    else:
+        assignments = read_cluster_file(s.clusters, len(records))
+    write_json_atomic(os.path.join(out, "assignments.json"), np.asarray(assignments).tolist())
+    return {"num_clusters": int(len(set(np.asarray(assignments).tolist())))}
+
+
+def read_cluster_file(path: str, n: int) -> np.ndarray:
+    """A JSON list of ints, or a text file with one int per line."""
+    with open(path) as f:
+        text = f.read()
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else [int(v) for v in text.split()]
+    except ValueError as e:
+        raise formats.DataError(f"{path}: not a list of cluster ids ({e})") from e
+    if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise formats.DataError(f"{path}: expected {n} integer cluster ids, got {len(values)} values")
+    return np.asarray(values, np.int64)
 
 
 # ------------------------------------------------------------------- select
-def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, out: str) -> dict:
+def load_selection_scores(cfg: ml_collections.ConfigDict, work: Workdir, source: str, fingerprint: str, out: str,
+                          name: str) -> np.ndarray:
+    """Scores [epochs+1, N] from the probe stage ("" = this run's probe), a
+    score directory, or a directory of the authors' pickles (imported into
+    a score directory first, so there is one format everywhere)."""
+    kind = cfg.select.score
+    if not source:
+        return score_io.load_scores(work.path("probe", "scores"), fingerprint, kind)[0]
+    if not os.path.exists(os.path.join(source, "meta.json")):
+        dst = os.path.join(out, "imported", name)
+        score_io.import_scores(source, dst, fingerprint, {"model": name, "template": cfg.data.template,
+                                                           "max_len": cfg.data.max_len, "source": source},
+                               overwrite=True)
+        source = dst
+    return score_io.load_scores(source, fingerprint, kind)[0]
+
+
+def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dict, out: str) -> dict:
     s = cfg.select
-    scores = ScoreStore.open(work.path("probe", "scores")).read(s.score)
-    metric = metrics.compute_metric(s.metric, scores)
+    fp = data_summary["fingerprint"]
     records = read_split(work, "train")
-    chosen = select.select_hardest(metric, s.percent, metrics.hard_is_low(s.metric))
-    subsets = {s.metric: chosen}
-    for name in s.baselines:
-        if name == "random":
-            subsets["random"] = select.select_random(len(records), len(chosen), cfg.seed)
-        elif name == "full":
-            subsets["full"] = select.select_full(len(records))
-        else:
-            raise ValueError(f"unknown baseline {name!r}; known: random, full")
+    scores = load_selection_scores(cfg, work, s.scores, fp, out, "probe")
+    metric = metrics.compute_metric(s.metric, scores)
+    if not s.scores and (dropped := stage_summary(work, "probe")["dropped"]):
+        # truncation=drop: a sample whose response does not fit is never "hard".
+        metric[dropped] = np.inf if metrics.hard_is_low(s.metric) else -np.inf
+    clusters = None
+    if s.clusters != "none":
+        with open(work.path("cluster", "assignments.json")) as f:
+            clusters = np.asarray(json.load(f), np.int64)
+    subsets = select.build_subsets(metric, s.percent, metrics.hard_is_low(s.metric), s.metric, clusters, s.part,
+                                   tuple(s.baselines), cfg.seed)
     write_json_atomic(os.path.join(out, "metric.json"), {"name": s.metric, "score": s.score, "values": metric})
     for name, idx in subsets.items():
         write_json_atomic(os.path.join(out, f"indices_{name}.json"), idx)
-        formats.write_records([records[i] for i in idx], os.path.join(out, f"subset_{name}.jsonl"))
+        export.export_subset(records, idx, out, f"subset_{name}", tuple(s.export_formats))
+    stats = export.pool_stats(records, subsets[s.metric])
+    transfer_md = ""
+    if s.compare:
+        # Hardness transfer: this probe's metric against other models' on the same records.
+        vectors = {"probe": metric}
+        for i, other in enumerate(s.compare):
+            label = os.path.basename(os.path.normpath(other)) or f"compare{i}"
+            vectors[label] = metrics.compute_metric(s.metric, load_selection_scores(cfg, work, other, fp, out, label))
+        transfer_md = transfer.transfer_report(vectors, tuple(s.percents), metrics.hard_is_low(s.metric), clusters,
+                                               s.metric, plot_dir=out, report_dir=work.root)
+    write_json_atomic(os.path.join(out, "summary.json"), {"pool_stats": stats, "transfer_markdown": transfer_md})
     return {"subsets": {name: len(idx) for name, idx in subsets.items()},
-            "subset_keys": {name: stable_hash(np.asarray(idx).tolist()) for name, idx in subsets.items()}}
+            "subset_keys": {name: stable_hash(np.asarray(idx).tolist()) for name, idx in subsets.items()},
+            "clustered": clusters is not None}
+
+
+def stage_summary(work: Workdir, name: str) -> dict:
+    with open(work.path(name, "stage.json")) as f:
+        return json.load(f)["summary"]
 
 
 def read_indices(work: Workdir, name: str) -> list[int]:
@@ -168,30 +255,33 @@ def read_indices(work: Workdir, name: str) -> list[int]:
 # ------------------------------------------------------------------- target
 def target_stage(cfg: ml_collections.ConfigDict, work: Workdir, subset: str, out: str) -> dict:
     t = cfg.target
-    tok = resolve_tokenizer(cfg, work)
+    tok, model = side_model(cfg, work, "target")
     records = read_split(work, "train")
-    chosen = [records[i] for i in read_indices(work, subset)]
-    examples = tokenize.encode_all(tok, chosen, cfg.data.max_len, cfg.data.template)
-    model = build_model(model_config(t.model, len(tok)), cfg.seed)
+    examples = encode(cfg, tok, [records[i] for i in read_indices(work, subset)])
+    examples = [ex for ex in examples if not ex.dropped]
     params = train(model, examples, t.train, os.path.join(out, "ckpt"), cfg.seed, log_metrics=work.log_metrics,
                    name=f"target[{subset}]", mesh=make_mesh(cfg))
     save_params(os.path.join(out, "params"), params)
+    if t.export_hf:
+        # The tuned target as a Hugging Face directory that transformers opens.
+        nnx.update(model, params)
+        hf.save_hf(model, os.path.join(out, "hf"), tok)
     return {"params_dir": os.path.join(out, "params"), "num_train": len(examples)}
 
 
-def load_target(cfg: ml_collections.ConfigDict, params_dir: str, vocab_size: int):
-    """(graphdef, params) of a tuned target."""
-    graphdef, like = nnx.split(build_model(model_config(cfg.target.model, vocab_size), cfg.seed))
-    return graphdef, load_params(params_dir, like)
+def load_target(cfg: ml_collections.ConfigDict, work: Workdir, params_dir: str):
+    """(tokenizer, graphdef, params) of a tuned target."""
+    tok, model = side_model(cfg, work, "target")
+    graphdef, like = nnx.split(model)
+    return tok, graphdef, load_params(params_dir, like)
 
 
 # ----------------------------------------------------------------- evaluate
 def evaluate_stage(cfg: ml_collections.ConfigDict, work: Workdir, subsets: list[str], out: str) -> dict:
-    tok = resolve_tokenizer(cfg, work)
     test = read_split(work, "test")
     results = {}
     for name in subsets:
-        graphdef, params = load_target(cfg, work.path("target", name, "params"), len(tok))
+        tok, graphdef, params = load_target(cfg, work, work.path("target", name, "params"))
         results[name] = evaluate.evaluate_model(graphdef, params, tok, test, cfg)
         logging.info("evaluate[%s]: %s", name, {k: v for k, v in results[name].items() if k != "samples"})
     write_json_atomic(os.path.join(out, "results.json"), results)
@@ -210,17 +300,31 @@ def run(cfg: ml_collections.ConfigDict) -> dict:
     run_meta["data_fingerprint"] = data["fingerprint"]
     write_json_atomic(work.path("run.json"), run_meta)
 
-    probe_in = {"data": data["key"], "probe": _cfg(cfg.probe), "max_len": cfg.data.max_len,
-                "template": cfg.data.template, "seed": cfg.seed}
-    probe = work.run_stage("probe", probe_in, lambda out: probe_stage(cfg, work, data, out))
+    encode_cfg = {k: cfg.data[k] for k in ("max_len", "template", "truncation")}
+    probe = {"key": None}
+    if not cfg.select.scores:
+        probe_in = {"data": data["key"], "probe": _cfg(cfg.probe), "encode": encode_cfg, "seed": cfg.seed}
+        probe = work.run_stage("probe", probe_in, lambda out: probe_stage(cfg, work, data, out))
 
-    sel = work.run_stage("select", {"probe": probe["key"], "select": _cfg(cfg.select), "seed": cfg.seed},
-                         lambda out: select_stage(cfg, work, out))
+    cluster = {"key": None}
+    if cfg.select.clusters != "none":
+        c_in = {"data": data["key"], "seed": cfg.seed,
+                **{k: cfg.select[k] for k in ("clusters", "num_clusters", "embed_model")}}
+        if cfg.select.clusters != "minilm":
+            c_in["file_sha256"] = file_hash(cfg.select.clusters)
+        cluster = work.run_stage("cluster", c_in, lambda out: cluster_stage(cfg, work, out))
+
+    sel_in = {"data": data["key"], "probe": probe["key"], "cluster": cluster["key"], "select": _cfg(cfg.select),
+              "seed": cfg.seed, "external": [file_hash(p) for p in (cfg.select.scores, *cfg.select.compare) if p]}
+    sel = work.run_stage("select", sel_in, lambda out: select_stage(cfg, work, data, out))
+    if "target" not in cfg.stages:
+        work.run_stage("report", {"select": sel["key"]}, lambda out: {"path": report.write_report(cfg, work)})
+        return {"workdir": work.root, "report": work.path("report.md")}
 
     targets = {}
     for name, subset_key in sel["subset_keys"].items():
-        t_in = {"data": data["key"], "subset": subset_key, "target": _cfg(cfg.target),
-                "max_len": cfg.data.max_len, "template": cfg.data.template, "seed": cfg.seed}
+        t_in = {"data": data["key"], "subset": subset_key, "target": _cfg(cfg.target), "encode": encode_cfg,
+                "seed": cfg.seed}
         targets[name] = work.run_stage(os.path.join("target", name), t_in,
                                        lambda out, name=name: target_stage(cfg, work, name, out))
 

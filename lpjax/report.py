@@ -3,6 +3,7 @@ baselines, and what the probe found hard."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import ml_collections
@@ -10,6 +11,7 @@ import numpy as np
 
 from lpjax.io_utils import write_text_atomic
 from lpjax.scoring import ScoreStore
+from lpjax.selection.export import pool_stats_markdown
 from lpjax.stages import Workdir
 
 
@@ -36,59 +38,82 @@ def hardness_by_group(records: list[dict], chosen: list[int], metric: np.ndarray
     return rows
 
 
+def _stage(work: Workdir, name: str) -> dict | None:
+    try:
+        return _load(work.path(name, "stage.json"))["summary"]
+    except FileNotFoundError:
+        return None
+
+
 def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
-    stage = lambda name: _load(work.path(name, "stage.json"))["summary"]
-    data, probe, sel = stage("data"), stage("probe"), stage("select")
-    results = _load(work.path("evaluate", "results.json"))
+    data, probe, sel = _stage(work, "data"), _stage(work, "probe"), _stage(work, "select")
     metric_file = _load(work.path("select", "metric.json"))
     metric = np.asarray(metric_file["values"], float)
     records = [json.loads(line) for line in open(work.path("data", "train.jsonl"))]
     chosen = _load(work.path("select", f"indices_{cfg.select.metric}.json"))
-    ppl = ScoreStore.open(work.path("probe", "scores")).read("ppl")
+    sel_summary = _load(work.path("select", "summary.json"))
+    how = ("per cluster (chunk rule of the authors' code, part `%s`)" % cfg.select.part if sel["clustered"]
+           else "globally")
+    source = f"`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)" if probe else f"scores from `{cfg.select.scores}`"
 
     lines = [
         "# lpjax report", "",
         f"Workdir `{work.root}`, seed {cfg.seed}, data `{cfg.data.source}` "
         f"({data['num_train']} train / {data['num_test']} held-out records, fingerprint `{data['fingerprint'][:16]}`).",
         "",
-        "## Target: selected subset vs baselines", "",
-        f"The probe (`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)) scored every training sample; "
-        f"`{cfg.select.metric}` on {metric_file['score']} picked the {cfg.select.percent:g} % hardest. "
-        f"The target (`{cfg.target.model}`, {cfg.target.train.epochs} epochs) was tuned on each subset and "
-        "evaluated on the held-out split: response loss and perplexity (lower is better) and exact match of "
-        "greedy generations (higher is better).", "",
+        f"Selection: `{cfg.select.metric}` on {metric_file['score']} ({source}), the {cfg.select.percent:g} % "
+        f"hardest {how}: " + ", ".join(f"`{n}` {c}" for n, c in sel["subsets"].items()) + " samples.", "",
     ]
-    lines += _table(
-        ["subset", "train samples", "test loss", "test mean ppl", "exact match"],
-        [[name, sel["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]] for name, r in results.items()],
-    )
-    by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
-    if by_kind:
-        kinds = sorted(next(iter(by_kind.values())))
-        lines += ["", "Exact match by task family:", ""]
-        lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
+    if os.path.exists(work.path("evaluate", "results.json")):
+        results = _load(work.path("evaluate", "results.json"))
+        lines += [
+            "## Target: selected subset vs baselines", "",
+            f"The target (`{cfg.target.model}`, {cfg.target.train.epochs} epochs) was tuned on each subset and "
+            "evaluated on the held-out split: response loss and perplexity (lower is better) and exact match of "
+            "greedy generations (higher is better).", "",
+        ]
+        lines += _table(
+            ["subset", "train samples", "test loss", "test mean ppl", "exact match"],
+            [[name, sel["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]] for name, r in results.items()],
+        )
+        by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
+        if by_kind:
+            kinds = sorted(next(iter(by_kind.values())))
+            lines += ["", "Exact match by task family:", ""]
+            lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
+        lines += [""]
 
-    lines += ["", "## Probe", "", "Mean training-set perplexity per epoch (row 0 = before training): "
-              + ", ".join(f"{float(np.mean(row)):.3f}" for row in ppl) + ".", "",
-              f"Samples whose response was truncated away entirely (prompt reaches max_len={cfg.data.max_len}; "
-              f"their ppl is 1.0 and LP 0, so they rank hardest): **{probe['no_response_tokens']}**.", ""]
+    if probe:
+        ppl = ScoreStore.open(work.path("probe", "scores")).read("ppl")
+        t = probe["truncation"]
+        lines += ["## Probe", "", "Mean training-set perplexity per epoch (row 0 = before training): "
+                  + ", ".join(f"{float(np.mean(row)):.3f}" for row in ppl) + ".", "",
+                  f"Truncation at max_len={cfg.data.max_len} (policy `{probe['truncation_policy']}`): "
+                  f"{t['response_lost']} samples lost their whole response (under the authors' rule their ppl is "
+                  f"1.0 and LP 0, so they rank hardest), {t['response_truncated']} lost part of it, "
+                  f"{t['prompt_truncated']} had their input/instruction shortened to keep the response, "
+                  f"{t['dropped']} were dropped.", ""]
 
     lines += ["## What the probe ranked hardest", "",
               f"Selection rate = selected / pool; mean `{cfg.select.metric}` over the pool "
-              f"({'low' if metric_file['name'].startswith('lp') else 'high'} = hard).", ""]
+              f"({'low' if metric_file['name'] != 'p0' and metric_file['name'] != 'ifd' else 'high'} = hard).", ""]
     for key in ("kind", "difficulty", "noisy", "category"):
         if any(key in r for r in records):
             lines += [f"By `{key}`:", ""]
             lines += _table([key, "pool", "selected", "selection rate", f"mean {cfg.select.metric}"],
                             hardness_by_group(records, chosen, metric, key))
             lines += [""]
+    lines += [pool_stats_markdown(sel_summary["pool_stats"]), ""]
+    if sel_summary["transfer_markdown"]:
+        lines += [sel_summary["transfer_markdown"], ""]
 
-    lines += ["## Sample generations", ""]
-    for name, r in results.items():
-        lines += [f"`{name}`:", ""]
-        for s in r["samples"][:3]:
-            lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
-        lines += [""]
+    if os.path.exists(work.path("evaluate", "results.json")):
+        lines += ["## Sample generations", ""]
+        for name, r in _load(work.path("evaluate", "results.json")).items():
+            lines += [f"`{name}`:", ""]
+            for s in r["samples"][:3]:
+                lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
+            lines += [""]
     path = work.path("report.md")
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path

@@ -328,10 +328,11 @@ def run(cfg: ml_collections.ConfigDict) -> dict:
         targets[name] = work.run_stage(os.path.join("target", name), t_in,
                                        lambda out, name=name: target_stage(cfg, work, name, out))
 
-    ev_in = {"targets": {n: t["key"] for n, t in targets.items()}, "evaluate": _cfg(cfg.evaluate)}
-    ev = work.run_stage("evaluate", ev_in, lambda out: evaluate_stage(cfg, work, list(targets), out))
-
-    rep_in = {"evaluate": ev["key"], "select": sel["key"], "probe": probe["key"]}
+    rep_in = {"select": sel["key"], "probe": probe["key"], "targets": {n: t["key"] for n, t in targets.items()}}
+    if "evaluate" in cfg.stages:
+        ev_in = {"targets": rep_in["targets"], "evaluate": _cfg(cfg.evaluate)}
+        rep_in["evaluate"] = work.run_stage("evaluate", ev_in,
+                                            lambda out: evaluate_stage(cfg, work, list(targets), out))["key"]
     work.run_stage("report", rep_in, lambda out: {"path": report.write_report(cfg, work)})
     logging.info("done: %s", work.path("report.md"))
     return {"workdir": work.root, "report": work.path("report.md")}

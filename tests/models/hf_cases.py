@@ -96,7 +96,7 @@ def make_checkpoint(name: str, out_dir: str, seed: int = 0, **save_kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
-    factory, rewrite = CASES[name]
+    factory, rewrite = CASES_ALL[name]
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(factory())
     spread_weights(model, seed)
@@ -141,3 +141,22 @@ def torch_response_loss(model, examples) -> np.ndarray:
         losses = [-logp[i, t - 1, ex.ids[t]] for t in range(max(ex.prompt_len, 1), len(ex.ids))]
         out.append(np.mean(losses) if losses else 0.0)
     return np.array(out)
+
+
+# Dynamic NTK rope depends on the longest position of each call, so it is
+# compared on single unpadded forwards only (tests/models/test_hf_parity.py).
+EXTRA_CASES = {
+    "llama_dynamic_rope": (lambda: _llama(max_position_embeddings=8, rope_parameters={
+        "rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}), None),
+}
+CASES_ALL = {**CASES, **EXTRA_CASES}
+
+
+def lpjax_logits(model, ids: np.ndarray) -> np.ndarray:
+    """The model's logits through one jitted call (faster than eager on tiny models)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    graphdef, params = nnx.split(model)
+    return np.asarray(jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, jnp.asarray(ids, jnp.int32)))

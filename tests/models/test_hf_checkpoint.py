@@ -67,6 +67,18 @@ def test_known_buffers_are_ignored_and_base_model_names_accepted(hf_checkpoint, 
     a, b = params_of(load_hf(hf_checkpoint("gpt2")[0])[0]), params_of(load_hf(path)[0])
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
+    # OPT's original files come from OPTModel: "decoder.*", plus a copy of the tied head.
+    path = copy_checkpoint(hf_checkpoint("opt_post_ln_proj")[0], tmp_path / "opt")
+
+    def opt_base_model(t):
+        for name in list(t):
+            t[name.removeprefix("model.")] = t.pop(name)
+        t["lm_head.weight"] = t["decoder.embed_tokens.weight"]
+
+    rewrite_tensors(path, opt_base_model)
+    a, b = params_of(load_hf(hf_checkpoint("opt_post_ln_proj")[0])[0]), params_of(load_hf(path)[0])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
     path = copy_checkpoint(hf_checkpoint("llama_gqa_untied_bias")[0], tmp_path / "llama")
     rewrite_tensors(path, lambda t: t.update({"model.layers.0.self_attn.rotary_emb.inv_freq": np.ones(4, np.float32)}))
     load_hf(path)

@@ -8,7 +8,7 @@ from lpjax.loss import mean_loss
 from lpjax.models.hf import load_hf
 from lpjax.scoring import make_score_fn, score_examples
 from tests.helpers import random_examples
-from tests.models.hf_cases import CASES, VOCAB, torch_logits, torch_response_loss
+from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, torch_logits, torch_response_loss
 
 
 def relative_error(got, want) -> float:
@@ -23,8 +23,8 @@ def test_logits_and_response_loss_match_transformers(case, hf_checkpoint):
 
     ids = np.random.default_rng(0).integers(0, VOCAB, (2, 13)).astype(np.int32)
     want = torch_logits(ref, ids)
-    got = model(jnp.asarray(ids))
-    assert got.dtype == jnp.float32 and got.shape == want.shape
+    got = lpjax_logits(model, ids)
+    assert got.dtype == np.float32 and got.shape == want.shape
     assert relative_error(got, want) < 1e-4
 
     # Per-example response loss through the scoring path (right-padded,
@@ -48,3 +48,22 @@ def test_parameters_are_fp32_with_logical_axis_names(hf_checkpoint):
             assert set(names) <= allowed, (path, names)
             assert len([n for n in names if n]) == len({n for n in names if n}), (path, names)
             assert var.get_value().dtype == jnp.float32, path
+
+
+def test_dynamic_ntk_rope_beyond_max_positions(hf_checkpoint):
+    path, ref = hf_checkpoint("llama_dynamic_rope")
+    model, _ = load_hf(path)
+    assert (model.cfg.rope_type, model.cfg.max_position_embeddings) == ("dynamic", 8)
+    for length in (6, 13):  # within, then past max_position_embeddings (the base grows)
+        ids = np.random.default_rng(length).integers(0, VOCAB, (1, length)).astype(np.int32)
+        assert relative_error(lpjax_logits(model, ids), torch_logits(ref, ids)) < 1e-4
+
+
+def test_bf16_compute_stays_close_to_fp32(hf_checkpoint):
+    # (Llama's bf16 path is tests/test_loss.py's.)
+    ids = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
+    for case in ("opt_post_ln_proj", "gpt2"):
+        path, _ = hf_checkpoint(case)
+        fp32 = lpjax_logits(load_hf(path)[0], ids)
+        bf16 = lpjax_logits(load_hf(path, compute_dtype="bfloat16")[0], ids)
+        assert np.isfinite(bf16).all() and relative_error(bf16, fp32) < 5e-2, case

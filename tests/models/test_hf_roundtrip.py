@@ -2,7 +2,6 @@
 import json
 import os
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -10,7 +9,7 @@ from lpjax.data.tokenize import train_tokenizer
 from lpjax.models.hf import load_hf, save_hf
 from lpjax.models.llama import LlamaConfig
 from lpjax.models.registry import build_model
-from tests.models.hf_cases import CASES, VOCAB, reference_model, torch_logits
+from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, reference_model, torch_logits
 
 IDS = np.random.default_rng(3).integers(0, VOCAB, (2, 11))
 
@@ -55,7 +54,7 @@ def test_preset_model_with_tokenizer_opens_in_transformers(tmp_path):
     reloaded_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
     ids = np.asarray([reloaded_tok("Instruction 7: add 7 and 8.")["input_ids"]])
     assert ids.tolist() == [tok("Instruction 7: add 7 and 8.")["input_ids"]]
-    want = np.asarray(model(jnp.asarray(ids, jnp.int32)))
+    want = lpjax_logits(model, ids)
     got = torch_logits(reference_model(out), ids)
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
     with open(os.path.join(out, "config.json")) as f:

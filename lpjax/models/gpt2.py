@@ -34,6 +34,9 @@ class GPT2Config:
     scale_attn_by_inverse_layer_idx: bool = False
     tie_word_embeddings: bool = True
     compute_dtype: str = "float32"
+    # The config.json this came from (JSON text), so save_hf can write it back;
+    # not part of equality or hashing.
+    hf_source: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def dim_per_head(self) -> int:
@@ -44,7 +47,7 @@ class GPT2Config:
         return self.intermediate_size or 4 * self.hidden_size
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "hf_source"}
 
     @classmethod
     def from_hf(cls, c: dict[str, Any], compute_dtype: str = "float32") -> "GPT2Config":

@@ -80,8 +80,10 @@ def family_for(hf_config: dict[str, Any], path: str = "config") -> Family:
 
 
 def config_from_hf(hf_config: dict[str, Any], compute_dtype: str = "float32", path: str = "config"):
-    """The lpjax config dataclass of a transformers config.json dict."""
-    return family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
+    """The lpjax config dataclass of a transformers config.json dict (which
+    it keeps, for save_hf)."""
+    cfg = family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
+    return dataclasses.replace(cfg, hf_source=json.dumps(hf_config, sort_keys=True))
 
 
 def _family_of_model(model: nnx.Module) -> Family:
@@ -142,7 +144,7 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
 
     hf_config = read_config(path)
     fam = family_for(hf_config, path)
-    cfg = fam.config_cls.from_hf(hf_config, compute_dtype)
+    cfg = config_from_hf(hf_config, compute_dtype, path)
     with nnx.use_eager_sharding(False):
         abstract = nnx.eval_shape(lambda: fam.model_cls(cfg, nnx.Rngs(params=0)))
     graphdef, state = nnx.split(abstract)
@@ -198,17 +200,20 @@ def _token_ids(tokenizer) -> dict[str, int]:
 
 
 def hf_config_for(model: nnx.Module, hf_config: dict | None = None) -> dict[str, Any]:
-    """The config.json to save with `model`: the original one (checked to
-    describe the same architecture) with the vocabulary size and dtype
-    updated, or one generated from the model's config."""
+    """The config.json to save with `model`: the original one (``hf_config``,
+    else the one the model was loaded from; checked to describe the same
+    architecture) with the vocabulary size and dtype updated, or, for a
+    model built from a preset, one generated from its config."""
     cfg = model.cfg
     fam = _family_of_model(model)
+    if hf_config is None and cfg.hf_source is not None:
+        hf_config = json.loads(cfg.hf_source)
     if hf_config is None:
         out = cfg.to_hf()
     else:
         reread = fam.config_cls.from_hf(hf_config, cfg.compute_dtype)
         differ = [f.name for f in dataclasses.fields(cfg)
-                  if f.name != "vocab_size" and getattr(reread, f.name) != getattr(cfg, f.name)]
+                  if f.compare and f.name != "vocab_size" and getattr(reread, f.name) != getattr(cfg, f.name)]
         if differ:
             raise ValueError(f"hf_config describes another architecture than the model: fields {differ} differ")
         out = dict(hf_config)

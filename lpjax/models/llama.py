@@ -53,6 +53,9 @@ class LlamaConfig:
     rope_original_max_position_embeddings: int | None = None
     sliding_window: int | None = None  # Mistral
     model_type: str = "llama"
+    # The config.json this came from (JSON text), so save_hf can write it back;
+    # not part of equality or hashing.
+    hf_source: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.rope_type not in ROPE_TYPES:
@@ -65,7 +68,7 @@ class LlamaConfig:
         return self.head_dim or self.hidden_size // self.num_heads
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "hf_source"}
 
     @classmethod
     def from_hf(cls, c: dict[str, Any], compute_dtype: str = "float32") -> "LlamaConfig":

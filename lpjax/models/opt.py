@@ -45,6 +45,9 @@ class OPTConfig:
     tie_word_embeddings: bool = True
     layer_norm_eps: float = 1e-5  # torch.nn.LayerNorm's default; OPT has no config field for it
     compute_dtype: str = "float32"
+    # The config.json this came from (JSON text), so save_hf can write it back;
+    # not part of equality or hashing.
+    hf_source: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def embed_dim(self) -> int:
@@ -59,7 +62,7 @@ class OPTConfig:
         return self.do_layer_norm_before and not self.remove_final_layer_norm
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "hf_source"}
 
     @classmethod
     def from_hf(cls, c: dict[str, Any], compute_dtype: str = "float32") -> "OPTConfig":

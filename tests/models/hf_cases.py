@@ -148,6 +148,8 @@ def torch_response_loss(model, examples) -> np.ndarray:
 EXTRA_CASES = {
     "llama_dynamic_rope": (lambda: _llama(max_position_embeddings=8, rope_parameters={
         "rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}), None),
+    # OPT flags no released model uses, checked by the save/reload round trip.
+    "opt_no_bias_no_affine": (lambda: _opt(enable_bias=False, layer_norm_elementwise_affine=False), None),
 }
 CASES_ALL = {**CASES, **EXTRA_CASES}
 

@@ -9,21 +9,26 @@ from lpjax.data.tokenize import train_tokenizer
 from lpjax.models.hf import load_hf, save_hf
 from lpjax.models.llama import LlamaConfig
 from lpjax.models.registry import build_model
-from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, reference_model, torch_logits
+from tests.models.hf_cases import CASES_ALL, VOCAB, lpjax_logits, reference_model, torch_logits
 
 IDS = np.random.default_rng(3).integers(0, VOCAB, (2, 11))
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("keep_config", [True, False], ids=["original_config", "generated_config"])
-def test_reload_in_transformers_gives_same_logits(case, keep_config, hf_checkpoint, tmp_path):
+@pytest.mark.parametrize("case", list(CASES_ALL))
+@pytest.mark.parametrize("generated", [False, True], ids=["original_config", "generated_config"])
+def test_reload_in_transformers_gives_same_logits(case, generated, hf_checkpoint, tmp_path):
+    """By default the config.json the model came from is written back;
+    lpjax's own rendering of its config (to_hf) must work as well."""
     path, ref = hf_checkpoint(case)
     model, hf_config = load_hf(path)
-    out = save_hf(model, str(tmp_path / "out"), hf_config=hf_config if keep_config else None)
+    out = save_hf(model, str(tmp_path / "out"), hf_config=model.cfg.to_hf() if generated else None)
     reloaded = reference_model(out)
     np.testing.assert_array_equal(torch_logits(reloaded, IDS), torch_logits(ref, IDS))
     with open(os.path.join(out, "config.json")) as f:
-        assert json.load(f)["model_type"] == ref.config.model_type
+        written = json.load(f)
+    assert written["model_type"] == ref.config.model_type
+    if not generated:
+        assert written == {**{k: v for k, v in hf_config.items() if k != "torch_dtype"}, "dtype": "float32"}
 
 
 def test_sharded_save_reloads(hf_checkpoint, tmp_path):

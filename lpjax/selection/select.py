@@ -192,6 +192,7 @@ def build_subsets(
     part: str = "low",
     baselines: tuple[str, ...] = ("random", "full"),
     seed: int = 42,
+    exclude: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The metric's selection plus its baselines, as {subset name: indices}.
 
@@ -200,9 +201,20 @@ def build_subsets(
     (``select_per_cluster``) for `part`. Baselines: `random` (the same count
     as the selection, drawn globally with `seed`), `clust_rand` (needs
     clusters; the same count per cluster, `seed`) and `full`.
+
+    `exclude` (indices, e.g. the samples ``truncation="drop"`` flagged)
+    takes samples out of the pool before anything is selected: every subset,
+    `full` included, is then drawn from the rest, exactly as if the excluded
+    samples were not in the data, and indices still refer to the full data.
     """
     values = _as_metric(metric)
     n = values.shape[0]
+    if exclude is not None and len(exclude):
+        keep = np.setdiff1d(np.arange(n), np.asarray(exclude, dtype=np.int64))
+        if clusters is not None:
+            clusters = _as_clusters(clusters, n)[keep]
+        inner = build_subsets(values[keep], percent, hard_is_low, name, clusters, part, baselines, seed)
+        return {k: keep[v] for k, v in inner.items()}
     if name in baselines:
         raise ValueError(f"subset name {name!r} collides with a baseline")
     if clusters is None:

@@ -168,13 +168,17 @@ def plot_lp_histograms(
     """One histogram per metric vector, stacked on shared bins, as PNG.
 
     LP has heavy tails (a tiny P0 - Pn makes LP(i) huge), so the common range
-    is the `clip`..(100 - `clip`) percentile of all values; values outside it
-    are left out of the bars and counted in each panel's title.
+    is the `clip`..(100 - `clip`) percentile of all finite values; values
+    outside it (infinities included) are left out of the bars and counted in
+    each panel's title.
     """
     from matplotlib.figure import Figure
 
     labels, arrays = _vectors(metrics)
     everything = np.concatenate(arrays)
+    everything = everything[np.isfinite(everything)]  # +-inf (an excluded sample) is only counted
+    if everything.size == 0:
+        everything = np.zeros(1)
     lo, hi = np.percentile(everything, [clip, 100 - clip]) if clip > 0 else (everything.min(), everything.max())
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5

@@ -156,3 +156,26 @@ def test_build_subsets(data):
         build_subsets(metric, 10, name="random")
     with pytest.raises(ValueError, match="unknown baseline"):
         build_subsets(metric, 10, baselines=("everything",))
+
+
+def test_build_subsets_exclude_acts_as_if_the_samples_were_absent(data):
+    metric, labels = data
+    rng = np.random.default_rng(5)
+    excluded = np.sort(rng.choice(len(metric), 60, replace=False))
+    keep = np.setdiff1d(np.arange(len(metric)), excluded)
+    baselines = ("random", "clust_rand", "full")
+    for clusters in (None, labels):
+        out = build_subsets(metric, 10, True, "lp1", clusters=clusters, baselines=tuple(
+            b for b in baselines if clusters is not None or b != "clust_rand"), exclude=excluded)
+        inner = build_subsets(metric[keep], 10, True, "lp1", clusters=None if clusters is None else labels[keep],
+                              baselines=tuple(b for b in baselines if clusters is not None or b != "clust_rand"))
+        assert list(out) == list(inner)
+        for name in out:
+            assert out[name].tolist() == keep[inner[name]].tolist()
+            assert not set(out[name].tolist()) & set(excluded.tolist())
+    # A size-1 cluster holding only an excluded sample gives nothing.
+    tiny = np.array([0, 0, 0, 1])
+    assert build_subsets(np.array([0.1, 0.2, 0.3, -9.0]), 33, True, "m", tiny, baselines=(),
+                         exclude=[3])["m"].tolist() == [0]
+    same = build_subsets(metric, 10, exclude=[])
+    assert same["selected"].tolist() == build_subsets(metric, 10)["selected"].tolist()

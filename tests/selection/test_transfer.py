@@ -122,3 +122,10 @@ def test_transfer_report(probes, tmp_path):
         _assert_png(tmp_path / "plots" / name)
     one = transfer_report({"only": probes["small"]})
     assert "nothing to compare" in one and "![" not in one
+
+
+def test_histograms_tolerate_infinities(probes, tmp_path):
+    marked = probes["small"].copy()
+    marked[:3] = np.inf  # e.g. excluded samples pushed to the easy end
+    _assert_png(plot_lp_histograms({"marked": marked, "target": probes["target"]}, tmp_path / "h.png"))
+    assert np.isfinite(correlation_matrix({"marked": marked, "target": probes["target"]})).all()

@@ -70,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.probe.score_batch_size = 64
 
     cfg.select = ml_collections.ConfigDict()
-    cfg.select.metric = "lp1"  # lp{i} | lp_app
+    cfg.select.metric = "lp1"  # lp{i} | lp_app | p0 (IFD is not wired into the pipeline yet)
     cfg.select.score = "ppl"  # ppl (as the paper) | loss
     cfg.select.percent = 10.0
     cfg.select.baselines = ("random", "full")  # + "clust_rand" with clusters

@@ -213,15 +213,14 @@ def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: di
     records = read_split(work, "train")
     scores = load_selection_scores(cfg, work, s.scores, fp, out, "probe")
     metric = metrics.compute_metric(s.metric, scores)
-    if not s.scores and (dropped := stage_summary(work, "probe")["dropped"]):
-        # truncation=drop: a sample whose response does not fit is never "hard".
-        metric[dropped] = np.inf if metrics.hard_is_low(s.metric) else -np.inf
+    # truncation=drop: samples whose response does not fit leave the pool.
+    dropped = [] if s.scores else stage_summary(work, "probe")["dropped"]
     clusters = None
     if s.clusters != "none":
         with open(work.path("cluster", "assignments.json")) as f:
             clusters = np.asarray(json.load(f), np.int64)
     subsets = select.build_subsets(metric, s.percent, metrics.hard_is_low(s.metric), s.metric, clusters, s.part,
-                                   tuple(s.baselines), cfg.seed)
+                                   tuple(s.baselines), cfg.seed, exclude=dropped or None)
     write_json_atomic(os.path.join(out, "metric.json"), {"name": s.metric, "score": s.score, "values": metric})
     for name, idx in subsets.items():
         write_json_atomic(os.path.join(out, f"indices_{name}.json"), idx)

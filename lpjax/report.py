@@ -12,6 +12,7 @@ import numpy as np
 from lpjax.io_utils import write_text_atomic
 from lpjax.scoring import ScoreStore
 from lpjax.selection.export import pool_stats_markdown
+from lpjax.selection.metrics import hard_is_low
 from lpjax.stages import Workdir
 
 
@@ -96,7 +97,7 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
 
     lines += ["## What the probe ranked hardest", "",
               f"Selection rate = selected / pool; mean `{cfg.select.metric}` over the pool "
-              f"({'low' if metric_file['name'] != 'p0' and metric_file['name'] != 'ifd' else 'high'} = hard).", ""]
+              f"({'low' if hard_is_low(metric_file['name']) else 'high'} = hard).", ""]
     for key in ("kind", "difficulty", "noisy", "category"):
         if any(key in r for r in records):
             lines += [f"By `{key}`:", ""]

@@ -3,8 +3,24 @@ evaluation share.
 
 It returns per-example (sum of token cross-entropies, token count) so callers
 choose the reduction: training takes the token mean over the batch, scoring
-the per-sample mean (DESIGN.md §1). Cross-entropy runs over chunks of
-positions so a [batch, seq, vocab] fp32 logits tensor never exists.
+the per-sample mean (DESIGN.md §1).
+
+What keeps it cheap (all exact: the per-example sums are the same up to fp32
+rounding whichever of these a batch uses):
+
+- Cross-entropy runs over chunks of about ``CHUNK_TOKENS`` positions, so a
+  [batch, seq, vocab] fp32 logits tensor never exists: the largest
+  temporaries of the loss are a few copies of one chunk's [B, chunk, V]
+  logits (memory bound: ``loss_temp_bound``; tested on the compiled loss). Under autodiff each chunk's logits are recomputed in
+  the backward pass instead of being saved (``jax.checkpoint``), so training
+  keeps the same bound.
+- ``resp_pos`` in the batch (lpjax/data/batching.py): the LM head (vocab x
+  hidden, a fifth of a small model's FLOPs) runs only at the positions that
+  predict a response token, not at prompt or padding positions.
+- A shared prefix (``prefix_id`` + the ``prefix_tokens``/``prefix_len``
+  table): rows hold only the tokens after their prefix; the prefixes' keys
+  and values are computed once per batch and every row attends to its own,
+  through the model's KV-cache interface (``init_cache``/``forward_cached``).
 """
 from __future__ import annotations
 
@@ -12,25 +28,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Positions per cross-entropy chunk, summed over the batch rows: a [256, V]
+# chunk of logits (50 MB at V = 50K) measured fastest on a 2-core CPU (the
+# matmul stays efficient, the logsumexp pass reads it while it is warm);
+# 2048 was 25 % slower.
+CHUNK_TOKENS = 256
+
+
+def chunk_positions(batch: int, chunk_tokens: int = CHUNK_TOKENS) -> int:
+    """Positions per chunk for a batch of ``batch`` rows."""
+    return max(1, chunk_tokens // max(batch, 1))
+
+
+def loss_temp_bound(batch: int, seq: int, hidden: int, vocab: int, chunk: int | None = None,
+                    grad: bool = False) -> int:
+    """Bytes the cross-entropy part of ``example_loss`` may need for
+    temporaries on fp32 [batch, seq] inputs: a few copies of one chunk's
+    logits [B, chunk, V] (3 for the loss, 4 for its gradient, which
+    recomputes the logits and forms the softmax and its cotangent) plus the
+    chunked copies of its inputs. Full logits would be B x T x V x 4 bytes:
+    the chunk term does not grow with T."""
+    chunk = min(chunk or chunk_positions(batch), seq)
+    copies = 4 if grad else 3
+    return 4 * (copies * batch * chunk * vocab + 4 * batch * (seq + chunk) * (hidden + 2))
+
 
 def chunked_cross_entropy(
-    hidden: jax.Array, head: jax.Array, targets: jax.Array, mask: jax.Array, chunk: int = 128
+    hidden: jax.Array, head: jax.Array, targets: jax.Array, mask: jax.Array, chunk: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """Masked token cross-entropy summed per row.
 
     hidden [B, T, H], head [H, V], targets [B, T] (the token each position
     predicts), mask [B, T] (1 where that prediction counts). Returns
-    (loss_sum [B], count [B]), both fp32.
+    (loss_sum [B], count [B]), both fp32. ``chunk``: positions per chunk
+    (default: about CHUNK_TOKENS positions over all rows).
     """
     b, t, h = hidden.shape
-    chunk = min(chunk, t)
+    chunk = min(chunk or chunk_positions(b), t)
     pad = (-t) % chunk
     if pad:
         hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
         targets = jnp.pad(targets, ((0, 0), (0, pad)))
         mask = jnp.pad(mask, ((0, 0), (0, pad)))
     n = (t + pad) // chunk
-    # [n, B, chunk, ...]: scan over position chunks.
+    # [n, B, chunk, ...]: scan over position chunks; rows stay the leading
+    # axis of each chunk, so a batch split over devices stays split.
     xs = (
         hidden.reshape(b, n, chunk, h).swapaxes(0, 1),
         targets.reshape(b, n, chunk).swapaxes(0, 1),
@@ -38,22 +80,79 @@ def chunked_cross_entropy(
     )
     head32 = head.astype(jnp.float32)
 
-    def body(total, x):
-        hc, tc, mc = x
+    # Recomputed in the backward pass: otherwise autodiff saves every
+    # chunk's logits, B x T x V floats in all.
+    @jax.checkpoint
+    def chunk_loss(hc, tc, mc, head32):
         logits = jnp.einsum("bch,hv->bcv", hc.astype(jnp.float32), head32)
         lse = jax.nn.logsumexp(logits, axis=-1)
         picked = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
-        return total + jnp.sum((lse - picked) * mc, axis=-1), None
+        return jnp.sum((lse - picked) * mc, axis=-1)
+
+    def body(total, x):
+        hc, tc, mc = x
+        return total + chunk_loss(hc, tc, mc, head32), None
 
     loss_sum, _ = jax.lax.scan(body, jnp.zeros((b,), jnp.float32), xs)
     return loss_sum, jnp.sum(mask.astype(jnp.float32), axis=-1)
 
 
-def example_loss(model, batch: dict[str, jax.Array], chunk: int = 128) -> tuple[jax.Array, jax.Array]:
+def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_tokens: jax.Array,
+                        prefix_len: jax.Array) -> jax.Array:
+    """Hidden states [B, T, H] of rows that continue a shared prefix.
+
+    Row b holds the tokens that follow prefix ``prefix_id[b]`` (a row of the
+    table ``prefix_tokens`` [K, P], ``prefix_len`` [K] tokens long; length 0
+    = no prefix), so its token t sits at position prefix_len + t. The K
+    prefixes run once, filling a KV cache; each row gets a copy of its
+    prefix's keys/values in slots 0..P-1 of a cache of P + T slots, and the
+    rows run as one multi-token decode step (``prefill=False``): position p
+    attends to every slot <= p, i.e. its prefix and its own row causally.
+
+    Slots a shorter prefix leaves unused are overwritten by the row's own
+    tokens or lie beyond every query's position, so they are never read.
+    """
+    k, p = prefix_tokens.shape
+    b, t = tokens.shape
+    _, prefix_cache = model.forward_cached(
+        prefix_tokens, jnp.broadcast_to(jnp.arange(p), (k, p)), model.init_cache(k, p), True)
+    positions = prefix_len[prefix_id][:, None] + jnp.arange(t)[None, :]
+    limit = model.max_length()
+    if limit is not None:
+        # Learned position tables: padding positions past the table read its
+        # last row instead of out of bounds (NaN). Only padding and a row's
+        # last real token (which predicts nothing) can be affected.
+        positions = jnp.minimum(positions, limit - 1)
+
+    def rows_cache(x):
+        rows = jnp.take(x, prefix_id, axis=0)
+        return jnp.concatenate([rows, jnp.zeros((b, t) + x.shape[2:], x.dtype)], axis=1)
+
+    cache = [(rows_cache(ck), rows_cache(cv)) for ck, cv in prefix_cache]
+    hidden, _ = model.forward_cached(tokens, positions, cache, False)
+    return hidden
+
+
+def example_loss(model, batch: dict[str, jax.Array], chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Per-example (loss sum, response token count) of a causal LM on a batch
-    from lpjax.data.batching (keys tokens, targets, loss_mask)."""
-    hidden = model.hidden_states(batch["tokens"])
-    return chunked_cross_entropy(hidden, model.head_weight(), batch["targets"], batch["loss_mask"], chunk)
+    from lpjax.data.batching (keys tokens, targets, loss_mask; optional
+    resp_pos, and prefix_id with prefix_tokens/prefix_len)."""
+    tokens = batch["tokens"]
+    if "prefix_id" in batch:
+        hidden = hidden_after_prefix(model, tokens, batch["prefix_id"], batch["prefix_tokens"], batch["prefix_len"])
+    else:
+        hidden = model.hidden_states(tokens)
+    targets, mask = batch["targets"], batch["loss_mask"]
+    count = jnp.sum(mask.astype(jnp.float32), axis=-1)
+    if "resp_pos" in batch:
+        # Only the positions that predict a response token reach the head;
+        # filler entries point at a position whose mask is 0.
+        pos = batch["resp_pos"]
+        hidden = jnp.take_along_axis(hidden, pos[..., None], axis=1)
+        targets = jnp.take_along_axis(targets, pos, axis=1)
+        mask = jnp.take_along_axis(mask, pos, axis=1)
+    loss_sum, _ = chunked_cross_entropy(hidden, model.head_weight(), targets, mask, chunk)
+    return loss_sum, count
 
 
 def mean_loss(loss_sum: np.ndarray, count: np.ndarray) -> np.ndarray:

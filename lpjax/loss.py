@@ -19,8 +19,9 @@ rounding whichever of these a batch uses):
   predict a response token, not at prompt or padding positions.
 - A shared prefix (``prefix_id`` + the ``prefix_tokens``/``prefix_len``
   table): rows hold only the tokens after their prefix; the prefixes' keys
-  and values are computed once per batch and every row attends to its own,
-  through the model's KV-cache interface (``init_cache``/``forward_cached``).
+  and values are computed once per batch (or once per scoring pass:
+  ``prefix_kv``) and every row attends to its own, through the model's
+  KV-cache interface (``init_cache``/``forward_cached``).
 """
 from __future__ import annotations
 
@@ -35,9 +36,15 @@ import numpy as np
 CHUNK_TOKENS = 256
 
 
-def chunk_positions(batch: int, chunk_tokens: int = CHUNK_TOKENS) -> int:
-    """Positions per chunk for a batch of ``batch`` rows."""
-    return max(1, chunk_tokens // max(batch, 1))
+def chunk_positions(batch: int, seq: int | None = None, chunk_tokens: int = CHUNK_TOKENS) -> int:
+    """Positions per chunk for a batch of ``batch`` rows: about
+    ``chunk_tokens`` over all rows, and with ``seq`` evened out so the
+    chunks tile [0, seq) with as little padding as possible."""
+    chunk = max(1, chunk_tokens // max(batch, 1))
+    if seq is None or seq <= chunk:
+        return chunk if seq is None else seq
+    n = -(-seq // chunk)
+    return -(-seq // n)
 
 
 def loss_temp_bound(batch: int, seq: int, hidden: int, vocab: int, chunk: int | None = None,
@@ -48,7 +55,7 @@ def loss_temp_bound(batch: int, seq: int, hidden: int, vocab: int, chunk: int | 
     recomputes the logits and forms the softmax and its cotangent) plus the
     chunked copies of its inputs. Full logits would be B x T x V x 4 bytes:
     the chunk term does not grow with T."""
-    chunk = min(chunk or chunk_positions(batch), seq)
+    chunk = min(chunk or chunk_positions(batch, seq), seq)
     copies = 4 if grad else 3
     return 4 * (copies * batch * chunk * vocab + 4 * batch * (seq + chunk) * (hidden + 2))
 
@@ -64,7 +71,7 @@ def chunked_cross_entropy(
     (default: about CHUNK_TOKENS positions over all rows).
     """
     b, t, h = hidden.shape
-    chunk = min(chunk or chunk_positions(b), t)
+    chunk = min(chunk or chunk_positions(b, t), t)
     pad = (-t) % chunk
     if pad:
         hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
@@ -97,25 +104,40 @@ def chunked_cross_entropy(
     return loss_sum, jnp.sum(mask.astype(jnp.float32), axis=-1)
 
 
+def prefix_kv(model, prefix_tokens: jax.Array) -> list:
+    """Keys and values of the prefix table ``prefix_tokens`` [K, P] (row 0
+    the empty prefix, not computed: zeros), one (k, v) per layer, each
+    [K, P, kv_heads, head_dim]. Callers whose parameters stay fixed over many
+    batches (scoring) may compute this once and pass it as batch["prefix_kv"]."""
+    k, p = prefix_tokens.shape
+    if k == 1:  # no real prefix
+        return model.init_cache(1, p)
+    real = prefix_tokens[1:]
+    _, cache = model.forward_cached(real, jnp.broadcast_to(jnp.arange(p), (k - 1, p)), model.init_cache(k - 1, p),
+                                    True)
+    return [tuple(jnp.concatenate([jnp.zeros((1,) + x.shape[1:], x.dtype), x], axis=0) for x in layer)
+            for layer in cache]
+
+
 def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_tokens: jax.Array,
-                        prefix_len: jax.Array) -> jax.Array:
+                        prefix_len: jax.Array, kv: list | None = None) -> jax.Array:
     """Hidden states [B, T, H] of rows that continue a shared prefix.
 
     Row b holds the tokens that follow prefix ``prefix_id[b]`` (a row of the
-    table ``prefix_tokens`` [K, P], ``prefix_len`` [K] tokens long; length 0
-    = no prefix), so its token t sits at position prefix_len + t. The K
-    prefixes run once, filling a KV cache; each row gets a copy of its
-    prefix's keys/values in slots 0..P-1 of a cache of P + T slots, and the
-    rows run as one multi-token decode step (``prefill=False``): position p
-    attends to every slot <= p, i.e. its prefix and its own row causally.
+    table ``prefix_tokens`` [K, P], ``prefix_len`` [K] tokens long; row 0,
+    length 0 = no prefix), so its token t sits at position prefix_len + t.
+    The prefixes run once (``prefix_kv``, unless ``kv`` already holds it),
+    filling a KV cache; each row gets a copy of its prefix's keys/values in
+    slots 0..P-1 of a cache of P + T slots, and the rows run as one
+    multi-token decode step (``prefill=False``): position p attends to every
+    slot <= p, i.e. its prefix and its own row causally.
 
     Slots a shorter prefix leaves unused are overwritten by the row's own
     tokens or lie beyond every query's position, so they are never read.
     """
-    k, p = prefix_tokens.shape
     b, t = tokens.shape
-    _, prefix_cache = model.forward_cached(
-        prefix_tokens, jnp.broadcast_to(jnp.arange(p), (k, p)), model.init_cache(k, p), True)
+    if kv is None:
+        kv = prefix_kv(model, prefix_tokens)
     positions = prefix_len[prefix_id][:, None] + jnp.arange(t)[None, :]
     limit = model.max_length()
     if limit is not None:
@@ -128,7 +150,7 @@ def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_t
         rows = jnp.take(x, prefix_id, axis=0)
         return jnp.concatenate([rows, jnp.zeros((b, t) + x.shape[2:], x.dtype)], axis=1)
 
-    cache = [(rows_cache(ck), rows_cache(cv)) for ck, cv in prefix_cache]
+    cache = [(rows_cache(ck), rows_cache(cv)) for ck, cv in kv]
     hidden, _ = model.forward_cached(tokens, positions, cache, False)
     return hidden
 
@@ -136,10 +158,12 @@ def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_t
 def example_loss(model, batch: dict[str, jax.Array], chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Per-example (loss sum, response token count) of a causal LM on a batch
     from lpjax.data.batching (keys tokens, targets, loss_mask; optional
-    resp_pos, and prefix_id with prefix_tokens/prefix_len)."""
+    resp_pos, and prefix_id with prefix_tokens/prefix_len, and optionally the
+    precomputed prefix_kv(model, prefix_tokens) as prefix_kv)."""
     tokens = batch["tokens"]
     if "prefix_id" in batch:
-        hidden = hidden_after_prefix(model, tokens, batch["prefix_id"], batch["prefix_tokens"], batch["prefix_len"])
+        hidden = hidden_after_prefix(model, tokens, batch["prefix_id"], batch["prefix_tokens"], batch["prefix_len"],
+                                     batch.get("prefix_kv"))
     else:
         hidden = model.hidden_states(tokens)
     targets, mask = batch["targets"], batch["loss_mask"]

@@ -149,3 +149,22 @@ def test_legacy_batches_can_carry_resp_pos():
         assert batch["loss_mask"].sum() == sum(batch["loss_mask"][r, batch["resp_pos"][r]].sum() for r in range(4))
     plain = collate(examples, [0, 1], 2, 512)
     assert "resp_pos" not in plain and "prefix_id" not in plain
+
+
+def test_training_batches_with_prefixes_and_resp_pos_hold_the_same_predictions():
+    from lpjax.data.batching import training_batches
+
+    examples = templated_examples(30, seed=8)
+    prefixes = find_prefixes(examples, min_len=4, min_count=4)
+    plain = list(training_batches(examples, 8, 16, seed=0, epoch=1))
+    fast = list(training_batches(examples, 8, 16, seed=0, epoch=1, resp_multiple=16, prefixes=prefixes))
+    assert len(plain) == len(fast)
+    for a, b in zip(plain, fast):
+        np.testing.assert_array_equal(a["index"], b["index"])
+        assert b["tokens"].shape[1] <= a["tokens"].shape[1] and b["resp_pos"].shape[1] % 16 == 0
+        for row in range(8):
+            # The same (position-shifted) predictions are scored.
+            ta = a["targets"][row][a["loss_mask"][row] > 0]
+            tb = b["targets"][row][b["loss_mask"][row] > 0]
+            np.testing.assert_array_equal(ta, tb)
+            np.testing.assert_array_equal(b["targets"][row, b["resp_pos"][row, : len(tb)]], tb)

@@ -78,7 +78,7 @@ def test_bf16_compute_keeps_fp32_loss_close():
 
 from lpjax.data.batching import collate, collate_plan, find_prefixes, plan_token_budget  # noqa: E402
 from lpjax.data.tokenize import Example  # noqa: E402
-from lpjax.loss import example_loss, loss_temp_bound  # noqa: E402
+from lpjax.loss import example_loss, loss_temp_bound, prefix_kv  # noqa: E402
 from lpjax.models.gpt2 import GPT2Config  # noqa: E402
 from lpjax.models.opt import OPTConfig  # noqa: E402
 from lpjax.models.registry import build_model  # noqa: E402
@@ -100,14 +100,19 @@ def prefixed_examples(n: int, vocab: int, seed: int = 0) -> list[Example]:
     return out
 
 
-def score_plan(graphdef, params, examples, prefixes, budget=256):
+def score_plan(graphdef, params, examples, prefixes, budget=256, precompute=False):
     fn = jax.jit(lambda p, b: example_loss(nnx.merge(graphdef, p), b))
+    kv = None
+    if precompute:  # the prefixes' keys/values once for all batches
+        kv = jax.jit(lambda p, t: prefix_kv(nnx.merge(graphdef, p), t))(params, prefixes.tokens)
     loss_sum, count = np.zeros(len(examples)), np.zeros(len(examples))
     # Few shapes (each compiles): two buckets, two resp_pos lengths.
     plan = plan_token_budget(examples, budget, buckets=(32, 64), prefixes=prefixes, resp_fractions=(0.5, 1.0))
     for b in plan:
         batch = collate_plan(examples, b, prefixes)
         index = batch.pop("index")
+        if kv is not None:
+            batch["prefix_kv"] = kv
         s, c = fn(params, batch)
         keep = index >= 0
         loss_sum[index[keep]], count[index[keep]] = np.asarray(s)[keep], np.asarray(c)[keep]
@@ -124,7 +129,7 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-@pytest.mark.parametrize("use_prefixes", [False, True])
+@pytest.mark.parametrize("use_prefixes", [False, True, "precomputed"])
 def test_token_budget_resp_pos_and_prefix_match_numpy_reference(family, use_prefixes):
     vocab = 61
     model = FAMILIES[family](vocab)
@@ -141,9 +146,22 @@ def test_token_budget_resp_pos_and_prefix_match_numpy_reference(family, use_pref
     prefixes = find_prefixes(examples, min_len=4, min_count=3) if use_prefixes else None
     if use_prefixes:
         assert prefixes.num == 2
-    loss_sum, count = score_plan(graphdef, params, examples, prefixes)
+    loss_sum, count = score_plan(graphdef, params, examples, prefixes, precompute=use_prefixes == "precomputed")
     np.testing.assert_allclose(mean_loss(loss_sum, count), want, rtol=2e-5, atol=1e-6)
     np.testing.assert_array_equal(count, [max(len(ex.ids) - max(ex.prompt_len, 1), 0) for ex in examples])
+
+
+def test_prefix_table_without_prefixes_changes_nothing():
+    vocab = 61
+    examples = prefixed_examples(6, vocab, seed=5)[:1] + [Example(np.arange(3, 20, dtype=np.int32), 5)]
+    graphdef, params = nnx.split(tiny_model(vocab))
+    none = find_prefixes(examples)
+    assert none.num == 0
+    fn = jax.jit(lambda p, b: example_loss(nnx.merge(graphdef, p), b))
+    a = fn(params, collate(examples, [0, 1], 2, 64))
+    b = fn(params, collate(examples, [0, 1], 2, 64, resp_len=32, prefixes=none))
+    np.testing.assert_allclose(np.asarray(b[0]), np.asarray(a[0]), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(b[1]), np.asarray(a[1]))
 
 
 def test_fast_paths_give_the_plain_gradients():

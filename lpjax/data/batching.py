@@ -206,19 +206,20 @@ def collate(examples: Sequence, indices: Sequence[int], batch_size: int, length:
 
 
 def _batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multiple: int, rows: slice | None,
-           resp_multiple: int | None = None):
+           resp_multiple: int | None = None, prefixes: Prefixes | None = None):
     """The rows `rows` (this process's share; None = all) of the global batch
     holding `chunk`. The length is the global batch's, so every process
     builds the same shape; "index" is the global batch's sample indices."""
     padded = np.full(batch_size, -1, np.int64)
     padded[: len(chunk)] = chunk
-    length = round_up(max(len(examples[i].ids) for i in chunk), multiple)
+    skip = (lambda i: 0) if prefixes is None else prefixes.length_of
+    length = round_up(max(len(examples[i].ids) - skip(i) for i in chunk), multiple)
     resp_len = None
     if resp_multiple:
-        longest = max(response_positions(examples[i]) for i in chunk)
+        longest = max(response_positions(examples[i], skip(i)) for i in chunk)
         resp_len = min(round_up(max(longest, 1), resp_multiple), length)
     local = padded if rows is None else padded[rows]
-    batch = collate(examples, local, len(local), length, resp_len=resp_len)
+    batch = collate(examples, local, len(local), length, resp_len=resp_len, prefixes=prefixes)
     batch["index"] = padded
     return batch
 
@@ -230,12 +231,15 @@ def response_positions(ex, skip: int = 0) -> int:
 
 
 def scoring_batches(examples: Sequence, batch_size: int, multiple: int, rows: slice | None = None,
-                    resp_multiple: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                    resp_multiple: int | None = None, prefixes: Prefixes | None = None
+                    ) -> Iterator[dict[str, np.ndarray]]:
     """All examples once, sorted by length so padding stays small.
-    resp_multiple: add ``resp_pos`` with its length rounded up to this."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
+    resp_multiple, prefixes: as in ``training_batches``."""
+    skip = (lambda i: 0) if prefixes is None else prefixes.length_of
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids) - skip(i))
     for start in range(0, len(order), batch_size):
-        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple)
+        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple,
+                     prefixes)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -246,13 +250,16 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def training_batches(
     examples: Sequence, batch_size: int, multiple: int, seed: int, epoch: int, start_batch: int = 0,
-    rows: slice | None = None, resp_multiple: int | None = None,
+    rows: slice | None = None, resp_multiple: int | None = None, prefixes: Prefixes | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """One epoch of shuffled batches, from batch `start_batch` on (for resume).
-    resp_multiple: add ``resp_pos`` with its length rounded up to this."""
+    resp_multiple: add ``resp_pos`` with its length rounded up to this;
+    prefixes: rows hold the tokens after their shared prefix (module
+    docstring). Either changes the batch shapes, never the loss."""
     order = epoch_order(len(examples), seed, epoch)
     for start in range(start_batch * batch_size, len(order), batch_size):
-        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple)
+        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple,
+                     prefixes)
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:

@@ -23,6 +23,13 @@ def _train(epochs: int, lr: float, batch_size: int) -> ml_collections.ConfigDict
             pad_multiple=16,
             checkpoint_every=0,  # steps; 0 = only at epoch ends
             log_every=20,
+            # Activation checkpointing per layer: none | full | dots (keep matmul outputs).
+            remat="none",
+            # The LM head only at response positions; the template's shared
+            # preamble run once per batch. Same loss and gradients (to fp32
+            # rounding), fewer FLOPs.
+            response_head=True,
+            shared_prefix=False,
         )
     )
 
@@ -68,9 +75,17 @@ def base_config() -> ml_collections.ConfigDict:
     cfg.probe.compute_dtype = "float32"
     cfg.probe.train = _train(epochs=3, lr=3e-3, batch_size=32)
     cfg.probe.score_batch_size = 64
+    # Scoring batches: score_token_budget > 0 packs rows x length <= budget
+    # tokens from length buckets (memory stays flat, short samples share a
+    # batch) instead of score_batch_size samples. The other two: as in train.
+    cfg.probe.score_token_budget = 0
+    cfg.probe.score_response_head = True
+    cfg.probe.score_shared_prefix = True
 
     cfg.select = ml_collections.ConfigDict()
-    cfg.select.metric = "lp1"  # lp{i} | lp_app | p0 (IFD is not wired into the pipeline yet)
+    # lp{i} | lp_app | p0 | ifd{i} (IFD: ppl with the prompt / ppl of the
+    # response alone, after epoch i; the probe then also scores responses alone)
+    cfg.select.metric = "lp1"
     cfg.select.score = "ppl"  # ppl (as the paper) | loss
     cfg.select.percent = 10.0
     cfg.select.baselines = ("random", "full")  # + "clust_rand" with clusters

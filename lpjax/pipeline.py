@@ -133,28 +133,40 @@ def probe_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: dic
     graphdef, params0 = nnx.split(model)
     score_fn = make_score_fn(graphdef, mesh)
 
-    score_dir = os.path.join(out, "scores")
     meta = {"model": p.model, "template": cfg.data.template, "max_len": cfg.data.max_len,
             "fingerprint": data_summary["fingerprint"], "rows": "row 0 = before training, row i = after epoch i"}
-    if os.path.exists(os.path.join(score_dir, "meta.json")):
-        store = ScoreStore.open(score_dir)  # resuming an interrupted probe run
-    else:
-        store = ScoreStore.create(score_dir, p.train.epochs + 1, len(examples), meta)
+    options = dict(token_budget=p.score_token_budget, response_head=p.score_response_head,
+                   shared_prefix=p.score_shared_prefix, max_len=cfg.data.max_len)
+    # The passes each epoch: the templated samples, and for IFD the responses
+    # alone (its denominator).
+    passes = {"scores": examples}
+    if metrics.needs_response_only(cfg.select.metric):
+        passes["scores_response_only"] = tokenize.encode_response_only_all(tok, records, cfg.data.max_len)
+    stores = {}
+    for name, pass_examples in passes.items():
+        score_dir = os.path.join(out, name)
+        if os.path.exists(os.path.join(score_dir, "meta.json")):
+            stores[name] = ScoreStore.open(score_dir)  # resuming an interrupted probe run
+        else:
+            stores[name] = ScoreStore.create(score_dir, p.train.epochs + 1, len(pass_examples),
+                                             {**meta, "pass": name})
 
     def score_epoch(epoch: int, params) -> None:
-        if epoch in store.done_rows():
-            return
-        loss_sum, count = score_examples(score_fn, params, examples, p.score_batch_size, p.train.pad_multiple)
-        store.write_row(epoch, loss_sum, count)
-        ppl = store.read("ppl")[epoch]
-        logging.info("probe: scored epoch %d, mean ppl %.3f", epoch, float(ppl.mean()))
-        work.log_metrics({"stage": "probe_score", "epoch": epoch, "mean_ppl": float(ppl.mean())})
+        for name, store in stores.items():
+            if epoch in store.done_rows():
+                continue
+            loss_sum, count = score_examples(score_fn, params, passes[name], p.score_batch_size,
+                                             p.train.pad_multiple, **options)
+            store.write_row(epoch, loss_sum, count)
+            ppl = store.read("ppl")[epoch]
+            logging.info("probe: scored %s of epoch %d, mean ppl %.3f", name, epoch, float(ppl.mean()))
+            work.log_metrics({"stage": "probe_score", "pass": name, "epoch": epoch, "mean_ppl": float(ppl.mean())})
 
     score_epoch(0, sharding.shard_params(params0, mesh))
     train(model, examples, p.train, os.path.join(out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
           log_metrics=work.log_metrics, name="probe", mesh=mesh)
     lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
-    return {"score_dir": score_dir, "num_scored": len(examples), "truncation": tokenize.truncation_stats(examples),
+    return {"score_dir": os.path.join(out, "scores"), "num_scored": len(examples), "truncation": tokenize.truncation_stats(examples),
             "truncation_policy": cfg.data.truncation, "response_lost_examples": lost[:20],
             "dropped": [i for i, ex in enumerate(examples) if ex.dropped]}
 
@@ -212,7 +224,13 @@ def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: di
     fp = data_summary["fingerprint"]
     records = read_split(work, "train")
     scores = load_selection_scores(cfg, work, s.scores, fp, out, "probe")
-    metric = metrics.compute_metric(s.metric, scores)
+    alone = None
+    if metrics.needs_response_only(s.metric):
+        if s.scores:
+            raise ValueError(f"select.metric={s.metric!r} needs this run's probe (it scores responses alone); "
+                             "imported scores have no such pass")
+        alone = score_io.load_scores(work.path("probe", "scores_response_only"), fp, s.score)[0]
+    metric = metrics.compute_metric(s.metric, scores, response_only=alone)
     # truncation=drop: samples whose response does not fit leave the pool.
     dropped = [] if s.scores else stage_summary(work, "probe")["dropped"]
     clusters = None
@@ -302,7 +320,8 @@ def run(cfg: ml_collections.ConfigDict) -> dict:
     encode_cfg = {k: cfg.data[k] for k in ("max_len", "template", "truncation")}
     probe = {"key": None}
     if not cfg.select.scores:
-        probe_in = {"data": data["key"], "probe": _cfg(cfg.probe), "encode": encode_cfg, "seed": cfg.seed}
+        probe_in = {"data": data["key"], "probe": _cfg(cfg.probe), "encode": encode_cfg, "seed": cfg.seed,
+                    "response_only_pass": metrics.needs_response_only(cfg.select.metric)}
         probe = work.run_stage("probe", probe_in, lambda out: probe_stage(cfg, work, data, out))
 
     cluster = {"key": None}

@@ -18,6 +18,8 @@ from absl import logging
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from lpjax.data.batching import ROW_KEYS
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axis (or None = replicated). Unknown names fail loudly.
@@ -93,7 +95,8 @@ def param_shardings(state: Any, mesh: Mesh) -> Any:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(RULES["batch"], None))
+    """Rows split over the batch axes; any further dimensions whole."""
+    return NamedSharding(mesh, P(RULES["batch"]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -115,12 +118,27 @@ def local_rows(mesh: Mesh, batch_size: int) -> slice:
     return block
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, batch_size: int) -> dict[str, jax.Array]:
-    """Place this process's rows of a global [batch_size, L] batch on the mesh,
-    split over (data, fsdp)."""
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v, (batch_size,) + v.shape[1:])
-            for k, v in batch.items()}
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways a batch's rows are split."""
+    axes = RULES["batch"]
+    return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))
+
+
+def put_batch(batch: dict[str, Any], mesh: Mesh, batch_size: int) -> dict[str, Any]:
+    """Place this process's rows of a global [batch_size, ...] batch on the
+    mesh, split over (data, fsdp). Keys that are not per-row (the prefix
+    table: every process holds all of it) are replicated; values already
+    on devices (precomputed prefix keys/values) pass through."""
+    rows, rep = batch_sharding(mesh), replicated(mesh)
+    out = {}
+    for k, v in batch.items():
+        if k in ROW_KEYS:
+            out[k] = jax.make_array_from_process_local_data(rows, v, (batch_size,) + v.shape[1:])
+        elif isinstance(v, np.ndarray):
+            out[k] = jax.make_array_from_process_local_data(rep, v, v.shape)
+        else:
+            out[k] = v
+    return out
 
 
 def log_compiled_memory(compiled: Any, what: str) -> None:

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from lpjax import sharding
 from lpjax.aot import AotFunction
 from lpjax.checkpoint import Checkpointer
-from lpjax.data.batching import batches_per_epoch, training_batches
+from lpjax.data.batching import ROW_KEYS, batches_per_epoch, find_prefixes, training_batches
 from lpjax.loss import example_loss
 
 
@@ -39,7 +39,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
-                    grad_accum: int = 1):
+                    grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask")):
     """One jitted step with explicit shardings: params and optimizer state
     stay where the rules put them, the batch is split over (data, fsdp).
 
@@ -57,11 +57,13 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
         if grad_accum == 1:
             loss, grads = jax.value_and_grad(micro_loss)(params, batch, total)
         else:
+            rows = {k: v for k, v in batch.items() if k in ROW_KEYS}
+            table = {k: v for k, v in batch.items() if k not in ROW_KEYS}  # the prefix table: every micro-batch's
             micro = jax.tree_util.tree_map(
-                lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1), batch)
+                lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1), rows)
 
             def body(acc, mb):
-                loss, grads = jax.value_and_grad(micro_loss)(params, mb, total)
+                loss, grads = jax.value_and_grad(micro_loss)(params, {**mb, **table}, total)
                 return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
 
             zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
@@ -69,7 +71,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    batch_sh = {k: sharding.batch_sharding(mesh) for k in ("tokens", "targets", "loss_mask")}
+    batch_sh = {k: sharding.batch_sharding(mesh) if k in ROW_KEYS else sharding.replicated(mesh)
+                for k in batch_keys}
     return jax.jit(step, in_shardings=(param_sh, opt_sh, batch_sh),
                    out_shardings=(param_sh, opt_sh, sharding.replicated(mesh)), donate_argnums=(0, 1))
 
@@ -94,6 +97,7 @@ def train(
     so a run killed inside the hook redoes it on resume.
     """
     mesh = mesh or sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+    model.remat = cfg.get("remat", "none")
     graphdef, params = nnx.split(model)
     param_sh = sharding.param_shardings(params, mesh)
     params = jax.device_put(params, param_sh)
@@ -110,7 +114,14 @@ def train(
     rows = sharding.local_rows(mesh, cfg.batch_size)  # this process's share of every batch
     if cfg.batch_size % cfg.grad_accum:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum={cfg.grad_accum}")
-    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum),
+    # Optional cheaper loss (lpjax/data/batching.py): same loss and gradients.
+    resp_multiple = cfg.pad_multiple if cfg.get("response_head", False) else None
+    prefixes = find_prefixes(examples) if cfg.get("shared_prefix", False) else None
+    if prefixes is not None and prefixes.num == 0:
+        prefixes = None
+    keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
+        ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
+    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys),
                           f"{name} train step")
 
     ckpt = Checkpointer(ckpt_dir)
@@ -123,7 +134,8 @@ def train(
 
     t0, done_at_start = time.time(), step
     while epoch < cfg.epochs:
-        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows):
+        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
+                                      resp_multiple, prefixes):
             batch.pop("index")
             params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size))
             step += 1

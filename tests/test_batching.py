@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lpjax.data.batching import (ROW_KEYS, collate, collate_plan, find_prefixes, length_buckets, plan_stats,
-                                 plan_token_budget, response_positions, scoring_batches)
+                                 plan_token_budget, response_positions, plan_fixed)
 from lpjax.data.tokenize import Example
 
 
@@ -142,9 +142,10 @@ def test_prefixed_rows_hold_the_tokens_after_the_prefix():
             np.testing.assert_array_equal(batch["tokens"][row, : len(ids) - plen], ids[plen:])
 
 
-def test_legacy_batches_can_carry_resp_pos():
+def test_fixed_count_batches_can_carry_resp_pos():
     examples = templated_examples(20, seed=7)
-    for batch in scoring_batches(examples, 4, 16, resp_multiple=8):
+    for planned in plan_fixed(examples, 4, 16, resp_multiple=8):
+        batch = collate_plan(examples, planned)
         assert batch["resp_pos"].shape[1] % 8 == 0 or batch["resp_pos"].shape[1] == batch["tokens"].shape[1]
         assert batch["loss_mask"].sum() == sum(batch["loss_mask"][r, batch["resp_pos"][r]].sum() for r in range(4))
     plain = collate(examples, [0, 1], 2, 512)

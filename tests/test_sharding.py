@@ -8,9 +8,9 @@ from jax.sharding import PartitionSpec as P
 
 from lpjax import sharding
 from lpjax.config import base_config
-from lpjax.scoring import make_score_fn, score_examples
+from lpjax.scoring import make_score_fn, plan_scoring, score_examples
 from lpjax.train import train
-from tests.helpers import random_examples, tiny_model
+from tests.helpers import prefixed_examples, random_examples, tiny_model
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (virtual) devices; set XLA_FLAGS")
 
@@ -44,6 +44,24 @@ def test_same_results_on_every_mesh(results, shape):
     np.testing.assert_allclose(s, ref_s, rtol=2e-5)
     for a, b in zip(jax.tree_util.tree_leaves(ref_params), jax.tree_util.tree_leaves(params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2)])
+def test_token_budget_response_head_and_prefixes_score_the_same_on_a_mesh(shape):
+    """The fast scoring path (token-budget batches, LM head at response
+    positions only, shared prefixes run once) on a mesh gives the plain
+    path's per-sample losses on one device."""
+    examples = prefixed_examples(40, VOCAB, seed=9)
+    assert plan_scoring(examples, shared_prefix=True)[1].num == 2  # the prefix path is taken
+    model = tiny_model(VOCAB, num_layers=1)
+    graphdef, params = nnx.split(model)
+    one = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+    ref_s, ref_c = score_examples(make_score_fn(graphdef, one), sharding.shard_params(params, one), examples, 8, 40)
+    mesh = sharding.make_mesh(shape, jax.devices()[:8])
+    s, c = score_examples(make_score_fn(graphdef, mesh), sharding.shard_params(params, mesh), examples, 8, 8,
+                          token_budget=512, response_head=True, shared_prefix=True, max_len=64)
+    np.testing.assert_array_equal(c, ref_c)
+    np.testing.assert_allclose(s, ref_s, rtol=2e-5, atol=1e-6)
 
 
 def test_parameters_are_sharded_as_the_rules_say(results):

@@ -11,7 +11,7 @@ from lpjax.data.batching import collate
 from lpjax.data.tokenize import Example
 from lpjax.scoring import make_score_fn, score_examples
 from lpjax.train import make_optimizer, train
-from tests.helpers import random_examples, tiny_model
+from tests.helpers import prefixed_examples, random_examples, tiny_model
 
 
 def small_train_cfg(**kw):
@@ -104,3 +104,24 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
         results.append(train(tiny_model(vocab), examples, cfg, str(tmp_path / str(accum)), seed=0))
     for a, b in zip(*(jax.tree_util.tree_leaves(r) for r in results)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_response_head_shared_prefix_and_remat_train_the_same(tmp_path, accum):
+    """The cheaper loss paths and activation checkpointing change FLOPs and
+    memory, not the update: the same params after an epoch as the plain path."""
+    vocab = 29
+    examples = prefixed_examples(24, vocab, seed=3)
+    results = []
+    for fast in (False, True):
+        cfg = small_train_cfg(epochs=1, batch_size=8, grad_accum=accum, response_head=fast, shared_prefix=fast,
+                              remat="dots" if fast else "none")
+        results.append(train(tiny_model(vocab), examples, cfg, str(tmp_path / str(fast)), seed=0))
+    for a, b in zip(*(jax.tree_util.tree_leaves(r) for r in results)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_unknown_remat_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="remat="):
+        train(tiny_model(29), random_examples(8, 29), small_train_cfg(epochs=1, remat="everything"),
+              str(tmp_path), seed=0)

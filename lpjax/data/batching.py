@@ -2,7 +2,7 @@
 
 Two ways to cut a dataset into batches:
 
-- **Fixed sample count** (``scoring_batches``, ``training_batches``): every
+- **Fixed sample count** (``plan_fixed``, ``training_batches``): every
   batch is [batch_size, L] with L the longest example rounded up to a
   multiple of ``multiple``. Training uses this (a step is a fixed number of
   samples, as in the paper).
@@ -205,23 +205,34 @@ def collate(examples: Sequence, indices: Sequence[int], batch_size: int, length:
     return batch
 
 
-def _batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multiple: int, rows: slice | None,
-           resp_multiple: int | None = None, prefixes: Prefixes | None = None):
-    """The rows `rows` (this process's share; None = all) of the global batch
-    holding `chunk`. The length is the global batch's, so every process
-    builds the same shape; "index" is the global batch's sample indices."""
-    padded = np.full(batch_size, -1, np.int64)
-    padded[: len(chunk)] = chunk
+@dataclasses.dataclass(frozen=True)
+class PlannedBatch:
+    """One planned batch: the example indices of its rows
+    (-1 = a padding row), its row length and its resp_pos length (None: no
+    resp_pos)."""
+
+    indices: np.ndarray
+    length: int
+    resp_len: int | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.indices)
+
+
+def fixed_batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multiple: int,
+                resp_multiple: int | None = None, prefixes: Prefixes | None = None) -> PlannedBatch:
+    """The batch of ``batch_size`` rows holding ``chunk`` (then padding
+    rows), its length the longest row rounded up to ``multiple``."""
+    indices = np.full(batch_size, -1, np.int64)
+    indices[: len(chunk)] = chunk
     skip = (lambda i: 0) if prefixes is None else prefixes.length_of
     length = round_up(max(len(examples[i].ids) - skip(i) for i in chunk), multiple)
     resp_len = None
     if resp_multiple:
         longest = max(response_positions(examples[i], skip(i)) for i in chunk)
         resp_len = min(round_up(max(longest, 1), resp_multiple), length)
-    local = padded if rows is None else padded[rows]
-    batch = collate(examples, local, len(local), length, resp_len=resp_len, prefixes=prefixes)
-    batch["index"] = padded
-    return batch
+    return PlannedBatch(indices, length, resp_len)
 
 
 def response_positions(ex, skip: int = 0) -> int:
@@ -230,16 +241,14 @@ def response_positions(ex, skip: int = 0) -> int:
     return max(len(ex.ids) - max(ex.prompt_len, skip + 1, 1), 0)
 
 
-def scoring_batches(examples: Sequence, batch_size: int, multiple: int, rows: slice | None = None,
-                    resp_multiple: int | None = None, prefixes: Prefixes | None = None
-                    ) -> Iterator[dict[str, np.ndarray]]:
-    """All examples once, sorted by length so padding stays small.
-    resp_multiple, prefixes: as in ``training_batches``."""
+def plan_fixed(examples: Sequence, batch_size: int, multiple: int, prefixes: Prefixes | None = None,
+               resp_multiple: int | None = None) -> list[PlannedBatch]:
+    """All examples once in batches of ``batch_size``, sorted by length so
+    padding stays small. resp_multiple, prefixes: as in ``training_batches``."""
     skip = (lambda i: 0) if prefixes is None else prefixes.length_of
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids) - skip(i))
-    for start in range(0, len(order), batch_size):
-        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple,
-                     prefixes)
+    return [fixed_batch(examples, order[s : s + batch_size], batch_size, multiple, resp_multiple, prefixes)
+            for s in range(0, len(order), batch_size)]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -258,8 +267,9 @@ def training_batches(
     docstring). Either changes the batch shapes, never the loss."""
     order = epoch_order(len(examples), seed, epoch)
     for start in range(start_batch * batch_size, len(order), batch_size):
-        yield _batch(examples, order[start : start + batch_size], batch_size, multiple, rows, resp_multiple,
-                     prefixes)
+        planned = fixed_batch(examples, order[start : start + batch_size], batch_size, multiple, resp_multiple,
+                              prefixes)
+        yield collate_plan(examples, planned, prefixes, rows)
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:
@@ -284,21 +294,6 @@ def length_buckets(max_len: int, smallest: int = 16, multiple: int = 8, growth: 
 
 
 DEFAULT_MAX_LEN = 512
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedBatch:
-    """One batch of a token-budget plan: the example indices of its rows
-    (-1 = a padding row), its row length and its resp_pos length (None: no
-    resp_pos)."""
-
-    indices: np.ndarray
-    length: int
-    resp_len: int | None
-
-    @property
-    def rows(self) -> int:
-        return len(self.indices)
 
 
 def _resp_bucket(longest: int, length: int, fractions: Sequence[float], multiple: int) -> int:

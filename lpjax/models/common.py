@@ -136,11 +136,31 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     return _attend(q, k, v.astype(q.dtype), mask, scale), new_cache
 
 
+# "full": keep only each layer's input; "dots": also keep the matmul outputs
+# without a batch dimension (the projections), recompute the rest.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
 class CausalLM(nnx.Module):
     """Base of the decoder families: subclasses set ``cfg`` and implement
     ``forward_cached``, ``head_weight`` and ``cache_shape``."""
 
     cfg: Any
+    # Activation checkpointing of each layer in training (REMAT_POLICIES).
+    remat: str = "none"
+
+    def run_layer(self, layer: nnx.Module, *args, prefill: bool = True):
+        """layer(*args, prefill), rematerialized in the backward pass as
+        ``self.remat`` says: memory for compute on long sequences."""
+        if self.remat == "none":
+            return layer(*args, prefill)
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat={self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
+        return nnx.remat(lambda l, *a: l(*a, prefill), policy=REMAT_POLICIES[self.remat])(layer, *args)
 
     @property
     def compute_dtype(self) -> jnp.dtype:

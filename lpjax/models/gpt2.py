@@ -144,7 +144,7 @@ class GPT2LMHeadModel(CausalLM):
         x = x + jnp.take(self.wpe[...], positions, axis=0).astype(dtype)
         new_cache = []
         for i, block in enumerate(self.h):
-            x, c = block(x, positions, None if cache is None else cache[i], prefill)
+            x, c = self.run_layer(block, x, positions, None if cache is None else cache[i], prefill=prefill)
             new_cache.append(c)
         return self.ln_f(x), (new_cache if cache is not None else None)
 

@@ -239,7 +239,7 @@ class LlamaForCausalLM(CausalLM):
         cos, sin = rope_tables(positions, self.cfg)
         new_cache = []
         for i, layer in enumerate(self.layers):
-            x, c = layer(x, cos, sin, positions, None if cache is None else cache[i], prefill)
+            x, c = self.run_layer(layer, x, cos, sin, positions, None if cache is None else cache[i], prefill=prefill)
             new_cache.append(c)
         return self.norm(x), (new_cache if cache is not None else None)
 

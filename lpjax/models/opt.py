@@ -159,7 +159,7 @@ class OPTForCausalLM(CausalLM):
         x = x + jnp.take(self.embed_positions[...], positions + POSITION_OFFSET, axis=0).astype(dtype)
         new_cache = []
         for i, layer in enumerate(self.layers):
-            x, c = layer(x, positions, None if cache is None else cache[i], prefill)
+            x, c = self.run_layer(layer, x, positions, None if cache is None else cache[i], prefill=prefill)
             new_cache.append(c)
         if self.final_layer_norm is not None:
             x = self.final_layer_norm(x)

@@ -31,8 +31,10 @@ def get_config(variant: str | None = None):
         # 3 epochs, AdamW 2e-5, cosine, 3 % warmup, no weight decay, global batch 128.
         t.epochs, t.lr, t.warmup_ratio, t.weight_decay, t.batch_size = 3, 2e-5, 0.03, 0.0, 128
         t.grad_accum, t.pad_multiple, t.checkpoint_every, t.log_every = 8, 64, 200, 10
+        t.remat = "dots"  # 13B activations at 512 tokens: keep the matmuls, recompute the rest
     # P1 after epoch 1 of the 3-epoch cosine run, as in the released subsets.
     cfg.probe.score_batch_size = 32
+    cfg.probe.score_token_budget = 32 * 512  # per scoring batch, over the whole mesh
     cfg.select.metric = "lp_app"
     cfg.select.percent = 10.0
     cfg.select.clusters = "minilm"

@@ -20,9 +20,10 @@ def get_config(variant: str | None = None):
     cfg.data.max_len = 512  # stories260k's context
     cfg.probe.model = "../shared/models/stories260k"
     cfg.probe.train.update(dict(epochs=1, lr=1e-3, batch_size=16, pad_multiple=64))
-    cfg.probe.score_batch_size = 16
+    cfg.probe.score_token_budget = 8192
     cfg.target.model = "checkpoints/smollm2-135m-instruct"
-    cfg.target.train.update(dict(epochs=1, lr=2e-5, batch_size=8, pad_multiple=64))
+    # pad_multiple 128: at most 4 batch shapes, so SmolLM2's step compiles at most 4 times.
+    cfg.target.train.update(dict(epochs=1, lr=2e-5, batch_size=8, pad_multiple=128))
     cfg.select.metric = "lp_app"
     cfg.select.percent = 10.0
     cfg.select.baselines = ("random",)  # tuning SmolLM2 on all 500 takes too long for a CPU example

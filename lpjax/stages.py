@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+import jax
 from absl import logging
 
 from lpjax.io_utils import write_json_atomic
@@ -51,6 +52,11 @@ class Workdir:
         return os.path.join(self.root, *parts)
 
     def _append(self, name: str, record: dict) -> None:
+        # Every process writes the same whole files (atomically, so hosts with
+        # their own disks each get a complete workdir, and on a shared one the
+        # copies are identical); appended logs come from process 0 alone.
+        if jax.process_index() != 0:
+            return
         with open(self.path(name), "a") as f:
             f.write(json.dumps(record, default=str) + "\n")
 

@@ -1,0 +1,265 @@
+"""Benchmark: training-step throughput of lpjax against a plain PyTorch AdamW
+step on transformers' LlamaForCausalLM, same model, same batches, in the
+same process, interleaved.
+
+    python bench/train.py                         # SmolLM2-135M + a tiny random Llama
+    python bench/train.py --models tiny --steps 8 --repeats 3
+
+Batches: the first --num Alpaca records (Alpaca template, max_len 512,
+SmolLM2's tokenizer), shuffled once (seed 0), --batch-size records per step;
+both sides take the same batches in the same order.
+
+- ``torch``: model(input_ids, attention_mask, labels) (transformers' mean
+  token loss over the response tokens; prompt and padding labels -100),
+  backward, clip_grad_norm_(1.0), torch.optim.AdamW (lr 2e-5, weight decay
+  0, eps 1e-8), zero_grad. Right-padded to the batch's longest record.
+- lpjax (``--variants``): lpjax.train's step (value_and_grad of the token
+  mean of example_loss, optax clip + AdamW, params and state donated), jitted:
+  ``fixed``: lengths rounded up to --multiple, full-length head;
+  ``fast``: plus the LM head only at response positions (resp_pos, rounded
+  up to --multiple) and the shared template prefixes computed once per batch.
+
+tokens/s counts the records' own tokens (prompt + response, no padding); the
+median over --repeats passes of --steps steps (after one compiling / warm-up
+pass). FLOPs: 3 x the forward FLOPs (forward + backward), useful and executed
+as in bench/score.py, against the fp32 matmul peak measured at start and end. The
+first step's loss of every lpjax variant is checked against torch's
+(relative 1e-4).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=common.DEFAULT_CKPT)
+    p.add_argument("--data", default=common.ALPACA)
+    p.add_argument("--num", type=int, default=128)
+    p.add_argument("--max-len", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--models", default="smollm2,tiny")
+    p.add_argument("--variants", default="fixed,fast")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--multiple", type=int, default=16)
+    p.add_argument("--steps", type=int, default=4, help="steps per timed pass")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--tiny-dir", default="/tmp/lpjax_bench_tiny_llama")
+    p.add_argument("--json")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+CPUS = common.setup_threads(ARGS.threads)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import torch  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from lpjax.data import batching  # noqa: E402
+from lpjax.loss import example_loss  # noqa: E402
+from lpjax.models.hf import load_hf  # noqa: E402
+from lpjax.models.registry import load_tokenizer  # noqa: E402
+from lpjax.train import make_optimizer  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+LR = 2e-5
+
+
+def batch_indices(n: int) -> list[list[int]]:
+    order = batching.epoch_order(n, 0, 0)
+    return [order[s : s + ARGS.batch_size].tolist() for s in range(0, n, ARGS.batch_size)
+            if s + ARGS.batch_size <= n]
+
+
+class LpjaxTrainer:
+    def __init__(self, variant: str, ckpt: str, examples, batches, flops: common.LlamaFlops):
+        model, _ = load_hf(ckpt)
+        graphdef, self.params = nnx.split(model)
+        cfg = ml_collections.ConfigDict(dict(lr=LR, warmup_ratio=0.03, weight_decay=0.0, b1=0.9, b2=0.999,
+                                             max_grad_norm=1.0))
+        tx = make_optimizer(cfg, 10_000)
+        self.opt_state = tx.init(self.params)
+
+        def loss_fn(params, batch):
+            loss_sum, count = example_loss(nnx.merge(graphdef, params), batch)
+            return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
+
+        def step(params, opt_state, batch):
+            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        self.step = jax.jit(step, donate_argnums=(0, 1))
+        fast = variant == "fast"
+        prefixes = batching.find_prefixes(examples) if fast else None
+        self.batches = []
+        executed = 0.0
+        for idx in batches:
+            planned = batching.fixed_batch(examples, idx, len(idx), ARGS.multiple,
+                                           resp_multiple=ARGS.multiple if fast else None, prefixes=prefixes)
+            b = batching.collate_plan(examples, planned, prefixes)
+            b.pop("index")
+            self.batches.append(b)
+            rows, length = b["tokens"].shape
+            head = b["resp_pos"].shape[1] if fast else length
+            pmax = 0 if prefixes is None else prefixes.tokens.shape[1]
+            executed += rows * length * flops.per_token_layers + rows * head * flops.per_position_head
+            executed += flops.attention(rows * length, length + pmax)
+            if pmax:
+                kp = prefixes.tokens.shape[0]
+                executed += kp * pmax * flops.per_token_layers + flops.attention(kp * pmax, pmax)
+        self.executed_per_batch = 3 * executed / len(batches)
+        self.stats = {"shapes": len({tuple(v.shape for v in b.values()) for b in self.batches}),
+                      "prefixes": None if prefixes is None else prefixes.lengths[1:].tolist()}
+        self.cursor = 0
+
+    def run(self, steps: int) -> list[float]:
+        losses = []
+        for _ in range(steps):
+            b = self.batches[self.cursor % len(self.batches)]
+            self.cursor += 1
+            self.params, self.opt_state, loss = self.step(self.params, self.opt_state, b)
+            losses.append(loss)
+        return [float(x) for x in losses]
+
+
+class TorchTrainer:
+    def __init__(self, ckpt: str, examples, batches, pad_id: int, flops: common.LlamaFlops):
+        from transformers import AutoModelForCausalLM
+
+        self.model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32, local_files_only=True).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=LR, weight_decay=0.0, eps=1e-8)
+        self.batches = [common.torch_batch([examples[i] for i in idx], pad_id) for idx in batches]
+        executed = 0.0
+        for ids, _, _ in self.batches:
+            rows, width = ids.shape
+            executed += rows * width * (flops.per_token_layers + flops.per_position_head)
+            executed += flops.attention(rows * width, width)
+        self.executed_per_batch = 3 * executed / len(batches)
+        self.stats = {}
+        self.cursor = 0
+
+    def run(self, steps: int) -> list[float]:
+        losses = []
+        for _ in range(steps):
+            ids, mask, labels = self.batches[self.cursor % len(self.batches)]
+            self.cursor += 1
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            losses.append(float(loss))
+        return losses
+
+
+def bench_model(name: str, ckpt: str, tokenizer, examples) -> dict:
+    flops = common.LlamaFlops.from_hf(common.read_hf_config(ckpt))
+    batches = batch_indices(len(examples))
+    tokens_per_batch = [sum(len(examples[i].ids) for i in idx) for idx in batches]
+    useful_per_batch = [3 * flops.useful([len(examples[i].ids) for i in idx],
+                                         [batching.response_positions(examples[i]) for i in idx]) for idx in batches]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sides = {"torch": TorchTrainer(ckpt, examples, batches, pad, flops)}
+    for v in ARGS.variants.split(","):
+        sides[f"lpjax[{v}]"] = LpjaxTrainer(v, ckpt, examples, batches, flops)
+    # Warm-up / compiling pass: every distinct batch once (lpjax compiles per
+    # shape); its first loss is the untrained model's on batch 0.
+    first_loss, first = {}, {}
+    for k, side in sides.items():
+        t0 = time.perf_counter()
+        first_loss[k] = side.run(len(batches))[0]
+        first[k] = time.perf_counter() - t0
+        print(f"  [{name}] warm-up {k}: {first[k]:.1f}s, first loss {first_loss[k]:.6f}", flush=True)
+    times = {k: [] for k in sides}
+    toks = {k: [] for k in sides}
+    order = list(sides)
+    for r in range(ARGS.repeats):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            side = sides[k]
+            start = side.cursor
+            t0 = time.perf_counter()
+            side.run(ARGS.steps)
+            times[k].append(time.perf_counter() - t0)
+            toks[k].append(sum(tokens_per_batch[(start + s) % len(batches)] for s in range(ARGS.steps)))
+            print(f"  [{name}] repeat {r} {k}: {times[k][-1]:.1f}s {toks[k][-1] / times[k][-1]:.0f} tokens/s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    useful_tok = sum(useful_per_batch) / sum(tokens_per_batch)  # FLOPs per real token
+    results = {}
+    for k, side in sides.items():
+        rates = [t / s for t, s in zip(toks[k], times[k])]
+        rate = float(np.median(rates))
+        executed_tok = side.executed_per_batch * len(batches) / sum(tokens_per_batch)
+        results[k] = {
+            "seconds": times[k], "warmup_seconds": first[k], "tokens_per_s": rate,
+            "useful_gflops": rate * useful_tok / 1e9, "executed_gflops": rate * executed_tok / 1e9,
+            "first_loss": first_loss[k],
+            "first_loss_rel_diff": abs(first_loss[k] - first_loss["torch"]) / abs(first_loss["torch"]),
+            **side.stats,
+        }
+    for k in results:
+        results[k]["speedup_vs_torch"] = results[k]["tokens_per_s"] / results["torch"]["tokens_per_s"]
+    return {"model": name, "batches": len(batches), "batch_size": ARGS.batch_size,
+            "tokens_per_step": float(np.mean(tokens_per_batch)), "sides": results}
+
+
+def main() -> int:
+    info = common.machine_info(ARGS.threads)
+    peak = common.measure_peak()
+    print(f"peak at start: {peak}", flush=True)
+    ckpt = common.ensure_checkpoint(ARGS.ckpt)
+    tokenizer = load_tokenizer(ckpt)
+    examples = common.load_examples(tokenizer, ARGS.data, ARGS.num, ARGS.max_len)
+    runs = []
+    for name in ARGS.models.split(","):
+        path = ckpt if name == "smollm2" else common.make_tiny_llama(
+            ARGS.tiny_dir, common.read_hf_config(ckpt)["vocab_size"])
+        runs.append(bench_model(name, path, tokenizer, examples))
+    peak = common.remeasure_peak(peak)
+    for run in runs:
+        common.add_peak_fractions(run, peak["peak_gflops"])
+    print()
+    print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
+          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}'); "
+          f"jax {info['jax']}, torch {info['torch']}")
+    print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
+          f"{tuple(round(x, 1) for x in os.getloadavg())}")
+    print(f"fp32 matmul peak ({peak['n']}^2, best of start and end): jnp.dot {peak['jax_gflops']:.1f}, torch.mm "
+          f"{peak['torch_gflops']:.1f} -> peak {peak['peak_gflops']:.1f} GFLOP/s (at start {peak['start']['peak_gflops']:.1f})")
+    worst = 0.0
+    for run in runs:
+        print(f"\n{run['model']}: train steps of {run['batch_size']} records, {run['tokens_per_step']:.0f} tokens/step "
+              f"on average, {ARGS.steps} steps x {ARGS.repeats} timed passes")
+        rows = [["side", "tokens/s (median)", "vs torch", "useful GFLOP/s", "useful % peak", "executed GFLOP/s",
+                 "executed % peak", "first loss", "rel diff", "warm-up s"]]
+        for k, r in run["sides"].items():
+            rows.append([k, f"{r['tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}x", f"{r['useful_gflops']:.1f}",
+                         f"{100 * r['useful_fraction_of_peak']:.0f}%", f"{r['executed_gflops']:.1f}",
+                         f"{100 * r['executed_fraction_of_peak']:.0f}%", f"{r['first_loss']:.6f}",
+                         "-" if k == "torch" else f"{r['first_loss_rel_diff']:.1e}", f"{r['warmup_seconds']:.1f}"])
+            if k != "torch":
+                worst = max(worst, r["first_loss_rel_diff"])
+        print(common.fmt_table(rows))
+    if ARGS.json:
+        with open(ARGS.json, "w") as f:
+            json.dump({"machine": info, "peak": peak, "git": common.git_revision(), "args": vars(ARGS),
+                       "runs": runs}, f, indent=2, default=str)
+    print(f"\nmax relative first-step loss difference vs torch: {worst:.2e} ({'OK' if worst < 1e-4 else 'FAIL'})")
+    return 0 if worst < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

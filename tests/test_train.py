@@ -106,10 +106,11 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("accum", [1, 2])
-def test_response_head_shared_prefix_and_remat_train_the_same(tmp_path, accum):
+def test_response_head_shared_prefix_and_remat_train_the_same(tmp_path):
     """The cheaper loss paths and activation checkpointing change FLOPs and
-    memory, not the update: the same params after an epoch as the plain path."""
+    memory, not the update: the same params after an epoch as the plain path
+    (with grad_accum, so the prefix table rides along every micro-batch)."""
+    accum = 2
     vocab = 29
     examples = prefixed_examples(24, vocab, seed=3)
     results = []

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lpjax.models.common import LayerNorm
+
 # transformers' ACT2FN names we support. BERT's "gelu" is the exact erf form.
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -95,27 +97,12 @@ class Dense(nnx.Module):
         return x @ self.kernel[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
 
 
-class LayerNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float):
-        self.weight = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("norm",))
-        self.bias = nnx.Param(jnp.zeros((dim,), jnp.float32), out_sharding=("norm",))
-        self.eps = eps
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        # Always fp32: with eps 1e-12 a bf16 variance would be meaningless.
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-        return y * self.weight[...] + self.bias[...]
-
-
 class Embeddings(nnx.Module):
     def __init__(self, cfg: BertConfig, rngs: nnx.Rngs):
         self.word = _param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"))
         self.position = _param(rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("position", "embed"))
         self.token_type = _param(rngs, (cfg.type_vocab_size, cfg.hidden_size), (None, "embed"))
-        self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, keep_fp32=True)
 
     def __call__(self, tokens: jax.Array, token_types: jax.Array) -> jax.Array:
         t = tokens.shape[1]
@@ -156,10 +143,10 @@ class EncoderLayer(nnx.Module):
     def __init__(self, cfg: BertConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.attention = SelfAttention(cfg, rngs)
-        self.attention_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.attention_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, keep_fp32=True)
         self.mlp_in = Dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), rngs)
         self.mlp_out = Dense(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"), rngs)
-        self.mlp_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps)
+        self.mlp_norm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, keep_fp32=True)
 
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
         # Post-LN: the residual stream is normalized after each sublayer (fp32),

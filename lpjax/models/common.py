@@ -76,10 +76,14 @@ class Linear(nnx.Module):
 
 
 class LayerNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float, affine: bool = True):
+    """keep_fp32: return fp32 whatever the input dtype (BERT, whose eps
+    1e-12 means nothing in bf16)."""
+
+    def __init__(self, dim: int, eps: float, affine: bool = True, keep_fp32: bool = False):
         self.weight = const_param(jnp.ones((dim,)), ("norm",)) if affine else None
         self.bias = const_param(jnp.zeros((dim,)), ("norm",)) if affine else None
         self.eps = eps
+        self.keep_fp32 = keep_fp32
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # Statistics in fp32 whatever the compute dtype.
@@ -89,7 +93,7 @@ class LayerNorm(nnx.Module):
         y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
         if self.weight is not None:
             y = y * self.weight[...] + self.bias[...]
-        return y.astype(x.dtype)
+        return y if self.keep_fp32 else y.astype(x.dtype)
 
 
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
@@ -146,10 +150,14 @@ REMAT_POLICIES = {
 
 
 class CausalLM(nnx.Module):
-    """Base of the decoder families: subclasses set ``cfg`` and implement
-    ``forward_cached``, ``head_weight`` and ``cache_shape``."""
+    """Base of the decoder families: subclasses set ``cfg`` (with
+    num_layers, num_heads, dim_per_head, tie_word_embeddings, and
+    num_kv_heads where it differs from num_heads) and implement
+    ``forward_cached``."""
 
     cfg: Any
+    embedding_attr = "embed_tokens"  # the [V, E] token table a tied head reuses
+    learned_positions = False  # a position table caps the length
     # Activation checkpointing of each layer in training (REMAT_POLICIES).
     remat: str = "none"
 
@@ -172,15 +180,19 @@ class CausalLM(nnx.Module):
 
     def cache_shape(self) -> tuple[int, int, int]:
         """(num_layers, kv_heads, head_dim)."""
-        raise NotImplementedError
+        c = self.cfg
+        return c.num_layers, getattr(c, "num_kv_heads", c.num_heads), c.dim_per_head
 
     def head_weight(self) -> jax.Array:
-        raise NotImplementedError
+        """The output projection as [H, V], for the chunked loss."""
+        if self.cfg.tie_word_embeddings:
+            return getattr(self, self.embedding_attr)[...].T
+        return self.lm_head[...]
 
     def max_length(self) -> int | None:
-        """The longest sequence the model can position (learned position
-        tables), or None (rotary positions extrapolate)."""
-        return None
+        """The longest sequence the model can position: the learned position
+        table's length, or None (rotary positions extrapolate)."""
+        return self.cfg.max_position_embeddings if self.learned_positions else None
 
     def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None) -> jax.Array:
         """Hidden states [B, T, H] that the LM head multiplies, under a causal mask.

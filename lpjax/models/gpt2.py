@@ -129,6 +129,9 @@ class GPT2Block(nnx.Module):
 
 
 class GPT2LMHeadModel(CausalLM):
+    embedding_attr = "wte"
+    learned_positions = True
+
     def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs):
         self.cfg = cfg
         self.wte = normal_param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), 0.02)
@@ -147,17 +150,6 @@ class GPT2LMHeadModel(CausalLM):
             x, c = self.run_layer(block, x, positions, None if cache is None else cache[i], prefill=prefill)
             new_cache.append(c)
         return self.ln_f(x), (new_cache if cache is not None else None)
-
-    def max_length(self) -> int:
-        return self.cfg.max_position_embeddings
-
-    def cache_shape(self):
-        return self.cfg.num_layers, self.cfg.num_heads, self.cfg.dim_per_head
-
-    def head_weight(self) -> jax.Array:
-        if self.cfg.tie_word_embeddings:
-            return self.wte[...].T
-        return self.lm_head[...]
 
 
 def hf_tensor_map(cfg: GPT2Config) -> dict[str, Tensor]:

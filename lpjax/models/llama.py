@@ -243,15 +243,6 @@ class LlamaForCausalLM(CausalLM):
             new_cache.append(c)
         return self.norm(x), (new_cache if cache is not None else None)
 
-    def cache_shape(self):
-        return self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.dim_per_head
-
-    def head_weight(self) -> jax.Array:
-        """The output projection as [H, V] fp32, for the chunked loss."""
-        if self.cfg.tie_word_embeddings:
-            return self.embed_tokens[...].T
-        return self.lm_head[...]
-
 
 def hf_tensor_map(cfg: LlamaConfig) -> dict[str, Tensor]:
     """transformers tensor name -> where it lives in LlamaForCausalLM."""

@@ -134,6 +134,8 @@ class OPTDecoderLayer(nnx.Module):
 
 
 class OPTForCausalLM(CausalLM):
+    learned_positions = True
+
     def __init__(self, cfg: OPTConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         h, e = cfg.hidden_size, cfg.embed_dim
@@ -166,17 +168,6 @@ class OPTForCausalLM(CausalLM):
         if self.project_out is not None:
             x = self.project_out(x)
         return x, (new_cache if cache is not None else None)
-
-    def max_length(self) -> int:
-        return self.cfg.max_position_embeddings
-
-    def cache_shape(self):
-        return self.cfg.num_layers, self.cfg.num_heads, self.cfg.dim_per_head
-
-    def head_weight(self) -> jax.Array:
-        if self.cfg.tie_word_embeddings:
-            return self.embed_tokens[...].T
-        return self.lm_head[...]
 
 
 def hf_tensor_map(cfg: OPTConfig) -> dict[str, Tensor]:

@@ -46,6 +46,13 @@ def _stage(work: Workdir, name: str) -> dict | None:
         return None
 
 
+def _length_bin(words: int) -> str:
+    for low, high in ((0, 9), (10, 49), (50, 149)):
+        if words <= high:
+            return f"{low}-{high}"
+    return "150+"
+
+
 def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
     data, probe, sel = _stage(work, "data"), _stage(work, "probe"), _stage(work, "select")
     metric_file = _load(work.path("select", "metric.json"))
@@ -98,12 +105,16 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
     lines += ["## What the probe ranked hardest", "",
               f"Selection rate = selected / pool; mean `{cfg.select.metric}` over the pool "
               f"({'low' if hard_is_low(metric_file['name']) else 'high'} = hard).", ""]
-    for key in ("kind", "difficulty", "noisy", "category"):
-        if any(key in r for r in records):
-            lines += [f"By `{key}`:", ""]
-            lines += _table([key, "pool", "selected", "selection rate", f"mean {cfg.select.metric}"],
-                            hardness_by_group(records, chosen, metric, key))
-            lines += [""]
+    described, keys = records, [k for k in ("kind", "difficulty", "noisy", "category") if any(k in r for r in records)]
+    if not keys:  # plain instruction data: by whether it has an input, and by response length
+        described = [{"has input": bool(str(r.get("input", "")).strip()),
+                      "response words": _length_bin(len(str(r.get("output", "")).split()))} for r in records]
+        keys = ["has input", "response words"]
+    for key in keys:
+        lines += [f"By `{key}`:", ""]
+        lines += _table([key, "pool", "selected", "selection rate", f"mean {cfg.select.metric}"],
+                        hardness_by_group(described, chosen, metric, key))
+        lines += [""]
     lines += [pool_stats_markdown(sel_summary["pool_stats"]), ""]
     if sel_summary["transfer_markdown"]:
         lines += [sel_summary["transfer_markdown"], ""]

@@ -22,8 +22,8 @@ from jax.sharding import Mesh
 
 from lpjax import sharding
 from lpjax.aot import AotFunction
-from lpjax.data.batching import (DEFAULT_MAX_LEN, ROW_KEYS, PlannedBatch, Prefixes, collate_plan, find_prefixes,
-                                 length_buckets, plan_fixed, plan_token_budget)
+from lpjax.data.batching import (DEFAULT_MAX_LEN, RESP_FRACTIONS, ROW_KEYS, PlannedBatch, Prefixes, collate_plan,
+                                 find_prefixes, length_buckets, plan_fixed, plan_token_budget)
 from lpjax.io_utils import write_json_atomic
 from lpjax.loss import example_loss, mean_loss, perplexity, prefix_kv
 
@@ -103,7 +103,7 @@ def plan_scoring(examples: Sequence, batch_size: int = 64, multiple: int = 16, *
         longest = max((len(ex.ids) for ex in examples), default=1)
         buckets = length_buckets(max(max_len or DEFAULT_MAX_LEN, longest))
         plan = plan_token_budget(examples, token_budget, buckets, prefixes=prefixes, row_multiple=row_multiple,
-                                 resp_fractions=(0.25, 0.5, 0.75, 1.0) if response_head else None)
+                                 resp_fractions=RESP_FRACTIONS if response_head else None)
     else:
         plan = plan_fixed(examples, batch_size, multiple, prefixes=prefixes,
                           resp_multiple=multiple if response_head else None)

@@ -42,6 +42,10 @@ import numpy as np
 ROW_KEYS = ("tokens", "targets", "loss_mask", "index", "resp_pos", "prefix_id")
 
 
+# resp_pos lengths, as fractions of the batch length (rounded up).
+RESP_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -230,8 +234,10 @@ def fixed_batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multi
     length = round_up(max(len(examples[i].ids) - skip(i) for i in chunk), multiple)
     resp_len = None
     if resp_multiple:
+        # A few fractions of the length, not every multiple: each new
+        # resp_pos length is one more compile of the step.
         longest = max(response_positions(examples[i], skip(i)) for i in chunk)
-        resp_len = min(round_up(max(longest, 1), resp_multiple), length)
+        resp_len = _resp_bucket(longest, length, RESP_FRACTIONS, resp_multiple)
     return PlannedBatch(indices, length, resp_len)
 
 
@@ -306,7 +312,7 @@ def _resp_bucket(longest: int, length: int, fractions: Sequence[float], multiple
 
 def plan_token_budget(
     examples: Sequence, token_budget: int, buckets: Sequence[int] | None = None, prefixes: Prefixes | None = None,
-    row_multiple: int = 1, resp_fractions: Sequence[float] | None = (0.25, 0.5, 0.75, 1.0),
+    row_multiple: int = 1, resp_fractions: Sequence[float] | None = RESP_FRACTIONS,
     resp_multiple: int = 8,
 ) -> list[PlannedBatch]:
     """Cut all examples into batches of at most ``token_budget`` tokens

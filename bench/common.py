@@ -182,14 +182,14 @@ def load_examples(tokenizer, path: str, num: int, max_len: int):
     return tokenize.encode_all(tokenizer, records, max_len, "alpaca")
 
 
-def ensure_checkpoint(ckpt: str) -> str:
+def ensure_checkpoint(ckpt: str, converter: str = CONVERTER) -> str:
     """SmolLM2-135M-Instruct as a HF directory, converted on first use."""
     if os.path.isfile(os.path.join(ckpt, "config.json")):
         return ckpt
-    if not os.path.isfile(CONVERTER):
-        sys.exit(f"no checkpoint in {ckpt} and no converter at {CONVERTER}")
+    if not os.path.isfile(converter):
+        sys.exit(f"no checkpoint in {ckpt} and no converter at {converter}")
     print(f"converting SmolLM2-135M-Instruct into {ckpt} ...", flush=True)
-    subprocess.run([sys.executable, CONVERTER, ckpt], check=True)
+    subprocess.run([sys.executable, converter, ckpt], check=True)
     return ckpt
 
 
@@ -232,6 +232,81 @@ def torch_batch(examples, pad_id: int):
         mask[row, :n] = 1
         labels[row, ex.prompt_len : n] = ids[row, ex.prompt_len : n]
     return ids, mask, labels
+
+
+def run_models(args, bench_model) -> tuple[dict, dict, list[dict]]:
+    """Measure the peak, bench each of args.models ("smollm2", "tiny") with
+    bench_model(name, ckpt, tokenizer, examples), remeasure the peak and add
+    each side's fraction of it. Returns (machine info, peak, runs)."""
+    from lpjax.models.registry import load_tokenizer
+
+    info = machine_info(args.threads)
+    peak = measure_peak()
+    print(f"peak at start: {peak}", flush=True)
+    ckpt = ensure_checkpoint(args.ckpt)
+    tokenizer = load_tokenizer(ckpt)
+    examples = load_examples(tokenizer, args.data, args.num, args.max_len)
+    runs = []
+    for name in args.models.split(","):
+        if name == "smollm2":
+            path = ckpt
+        elif name == "tiny":
+            path = make_tiny_llama(args.tiny_dir, read_hf_config(ckpt)["vocab_size"])
+        else:
+            raise SystemExit(f"unknown model {name!r}")
+        print(f"{name}: {path}", flush=True)
+        runs.append(bench_model(name, path, tokenizer, examples))
+    peak = remeasure_peak(peak)
+    for run in runs:
+        add_peak_fractions(run, peak["peak_gflops"])
+    return info, peak, runs
+
+
+def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
+    """Per-sample response perplexities the authors' way: transformers'
+    model on batches in dataset order padded to the longest, full logits,
+    CrossEntropy over the response tokens; ppl 1.0 without any (DESIGN.md §1)."""
+    import numpy as np
+    import torch
+
+    out = np.ones(len(examples))
+    with torch.no_grad():
+        for lo in range(0, len(examples), batch_size):
+            chunk = examples[lo : lo + batch_size]
+            ids, mask, labels = torch_batch(chunk, pad_id)
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+            token_loss = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), reduction="none",
+                ignore_index=-100).view(shift_labels.shape)
+            counted = (shift_labels != -100).float()
+            n_tokens = counted.sum(-1)
+            mean = (token_loss * counted).sum(-1) / n_tokens.clamp(min=1)
+            out[lo : lo + len(chunk)] = torch.where(n_tokens > 0, mean.exp(), torch.ones_like(mean)).double().numpy()
+    return out
+
+
+def print_machine(info: dict, peak: dict) -> None:
+    """The header every bench table is printed under."""
+    print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
+          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}'); "
+          f"jax {info['jax']}, torch {info['torch']}")
+    print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
+          f"{tuple(round(x, 1) for x in os.getloadavg())}")
+    print(f"fp32 matmul peak ({peak['n']}^2, best of start and end): jnp.dot {peak['jax_gflops']:.1f} GFLOP/s, "
+          f"torch.mm {peak['torch_gflops']:.1f} GFLOP/s -> peak {peak['peak_gflops']:.1f} GFLOP/s "
+          f"(at start {peak['start']['peak_gflops']:.1f})")
+
+
+RATE_HEADERS = ["side", "tokens/s (median)", "vs torch", "useful GFLOP/s", "useful % peak", "executed GFLOP/s",
+                "executed % peak"]
+
+
+def rate_cells(name: str, r: dict) -> list[str]:
+    """The RATE_HEADERS columns of one side's results."""
+    return [name, f"{r['tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}x", f"{r['useful_gflops']:.1f}",
+            f"{100 * r['useful_fraction_of_peak']:.0f}%", f"{r['executed_gflops']:.1f}",
+            f"{100 * r['executed_fraction_of_peak']:.0f}%"]
 
 
 def fmt_table(rows: list[list[str]]) -> str:

@@ -76,7 +76,6 @@ from flax import nnx  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.loss import perplexity  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
-from lpjax.models.registry import load_tokenizer  # noqa: E402
 from lpjax.scoring import make_score_fn, plan_scoring, score_examples  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -147,23 +146,7 @@ class TorchScorer:
                       1 - sum(len(e.ids) for e in examples) / sum(r * w for r, w in zip(rows, widths))}
 
     def run(self) -> np.ndarray:
-        bs, ex = ARGS.torch_batch_size, self.examples
-        out = np.ones(len(ex))
-        with torch.no_grad():
-            for lo in range(0, len(ex), bs):
-                chunk = ex[lo : lo + bs]
-                ids, mask, labels = common.torch_batch(chunk, self.pad_id)
-                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
-                shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-                token_loss = torch.nn.functional.cross_entropy(
-                    shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), reduction="none",
-                    ignore_index=-100).view(shift_labels.shape)
-                counted = (shift_labels != -100).float()
-                n_tokens = counted.sum(-1)
-                mean = (token_loss * counted).sum(-1) / n_tokens.clamp(min=1)
-                # No response token left: ppl 1.0 (DESIGN.md §1).
-                out[lo : lo + len(chunk)] = torch.where(n_tokens > 0, mean.exp(), torch.ones_like(mean)).double().numpy()
-        return out
+        return common.torch_response_ppl(self.model, self.examples, self.pad_id, ARGS.torch_batch_size)
 
 
 def bench_model(name: str, ckpt: str, tokenizer, examples) -> dict:
@@ -212,25 +195,16 @@ def bench_model(name: str, ckpt: str, tokenizer, examples) -> dict:
 
 def print_report(info: dict, peak: dict, runs: list[dict]) -> None:
     print()
-    print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; "
-          f"{info['threads']} threads (affinity {info['affinity']}, torch {info['torch_threads']}, "
-          f"XLA_FLAGS '{info['xla_flags']}'); jax {info['jax']}, torch {info['torch']}")
-    print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
-          f"{tuple(round(x, 1) for x in os.getloadavg())}")
-    print(f"fp32 matmul peak ({peak['n']}^2, best of start and end): jnp.dot {peak['jax_gflops']:.1f} GFLOP/s, "
-          f"torch.mm {peak['torch_gflops']:.1f} GFLOP/s -> peak {peak['peak_gflops']:.1f} GFLOP/s "
-          f"(at start {peak['start']['peak_gflops']:.1f})")
+    common.print_machine(info, peak)
     for run in runs:
         print()
         print(f"{run['model']}: {run['examples']} records, {run['tokens']} tokens (prompt + response, no padding), "
               f"{run['response_positions']} response positions; useful work {run['useful_gflop']:.0f} GFLOP")
-        rows = [["side", "tokens/s (median)", "vs torch", "useful GFLOP/s", "useful % peak", "executed GFLOP/s",
-                 "executed % peak", "padding", "max rel diff ppl", "first pass s"]]
+        rows = [common.RATE_HEADERS + ["padding", "max rel diff ppl", "first pass s"]]
         for k, r in run["sides"].items():
-            rows.append([k, f"{r['tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}x", f"{r['useful_gflops']:.1f}",
-                         f"{100 * r['useful_fraction_of_peak']:.0f}%", f"{r['executed_gflops']:.1f}",
-                         f"{100 * r['executed_fraction_of_peak']:.0f}%", f"{100 * r['padding_fraction']:.1f}%",
-                         "-" if k == "torch" else f"{r['max_rel_diff_ppl']:.1e}", f"{r['first_pass_seconds']:.1f}"])
+            rows.append(common.rate_cells(k, r) + [
+                f"{100 * r['padding_fraction']:.1f}%", "-" if k == "torch" else f"{r['max_rel_diff_ppl']:.1e}",
+                f"{r['first_pass_seconds']:.1f}"])
         print(common.fmt_table(rows))
         for k, r in run["sides"].items():
             extra = {x: r[x] for x in ("batches", "shapes", "head_padding_fraction", "prefix_tokens_skipped",
@@ -239,25 +213,7 @@ def print_report(info: dict, peak: dict, runs: list[dict]) -> None:
 
 
 def main() -> int:
-    info = common.machine_info(ARGS.threads)
-    peak = common.measure_peak()
-    print(f"peak at start: {peak}", flush=True)
-    ckpt = common.ensure_checkpoint(ARGS.ckpt)
-    tokenizer = load_tokenizer(ckpt)
-    examples = common.load_examples(tokenizer, ARGS.data, ARGS.num, ARGS.max_len)
-    runs = []
-    for name in ARGS.models.split(","):
-        if name == "smollm2":
-            path = ckpt
-        elif name == "tiny":
-            path = common.make_tiny_llama(ARGS.tiny_dir, common.read_hf_config(ckpt)["vocab_size"])
-        else:
-            raise SystemExit(f"unknown model {name!r}")
-        print(f"{name}: {path}", flush=True)
-        runs.append(bench_model(name, path, tokenizer, examples))
-    peak = common.remeasure_peak(peak)
-    for run in runs:
-        common.add_peak_fractions(run, peak["peak_gflops"])
+    info, peak, runs = common.run_models(ARGS, bench_model)
     print_report(info, peak, runs)
     if ARGS.json:
         with open(ARGS.json, "w") as f:

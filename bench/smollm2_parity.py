@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -34,27 +33,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-CONVERTER = os.path.join(SHARED, "tools", "smollm2_to_hf.py")
-ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
+sys.path.insert(0, REPO)
 
-
-def ensure_checkpoint(cache_dir: str, converter: str = CONVERTER) -> str:
-    """Convert SmolLM2's GGUF into cache_dir unless it is already there."""
-    if os.path.isfile(os.path.join(cache_dir, "config.json")):
-        return cache_dir
-    if not os.path.isfile(converter):
-        sys.exit(f"no checkpoint in {cache_dir} and no converter at {converter}")
-    print(f"converting SmolLM2-135M-Instruct into {cache_dir} ...", flush=True)
-    subprocess.run([sys.executable, converter, cache_dir], check=True)
-    return cache_dir
-
-
-def load_examples(tokenizer, path: str, num: int, max_len: int):
-    from lpjax.data import formats, tokenize
-
-    records = formats.load_records(path, "auto")[:num]
-    return tokenize.encode_all(tokenizer, records, max_len, "alpaca")
+from bench.common import ALPACA, CONVERTER, ensure_checkpoint, load_examples, torch_response_ppl  # noqa: E402
 
 
 def lpjax_ppl(ckpt: str, examples, batch_size: int, multiple: int, passes: int = 2) -> tuple[np.ndarray, float, float]:
@@ -84,30 +65,8 @@ def torch_ppl(ckpt: str, examples, batch_size: int, pad_id: int) -> tuple[np.nda
 
     torch.set_num_threads(THREADS)
     model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32, local_files_only=True).eval()
-    out = np.ones(len(examples))
     start = time.perf_counter()
-    with torch.no_grad():
-        for lo in range(0, len(examples), batch_size):
-            chunk = examples[lo : lo + batch_size]
-            width = max(len(ex.ids) for ex in chunk)
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for row, ex in enumerate(chunk):
-                n = len(ex.ids)
-                ids[row, :n] = torch.as_tensor(ex.ids, dtype=torch.long)
-                mask[row, :n] = 1
-                labels[row, ex.prompt_len : n] = ids[row, ex.prompt_len : n]
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
-            token_loss = torch.nn.functional.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), reduction="none",
-                ignore_index=-100).view(shift_labels.shape)
-            counted = (shift_labels != -100).float()
-            n_tokens = counted.sum(-1)
-            mean = (token_loss * counted).sum(-1) / n_tokens.clamp(min=1)
-            # No response token left: ppl 1.0 (DESIGN.md §1).
-            out[lo : lo + len(chunk)] = torch.where(n_tokens > 0, mean.exp(), torch.ones_like(mean)).double().numpy()
+    out = torch_response_ppl(model, examples, pad_id, batch_size)
     return out, time.perf_counter() - start
 
 
@@ -156,5 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, REPO)
     main()

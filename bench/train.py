@@ -71,7 +71,6 @@ from flax import nnx  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.loss import example_loss  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
-from lpjax.models.registry import load_tokenizer  # noqa: E402
 from lpjax.train import make_optimizer  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -217,39 +216,18 @@ def bench_model(name: str, ckpt: str, tokenizer, examples) -> dict:
 
 
 def main() -> int:
-    info = common.machine_info(ARGS.threads)
-    peak = common.measure_peak()
-    print(f"peak at start: {peak}", flush=True)
-    ckpt = common.ensure_checkpoint(ARGS.ckpt)
-    tokenizer = load_tokenizer(ckpt)
-    examples = common.load_examples(tokenizer, ARGS.data, ARGS.num, ARGS.max_len)
-    runs = []
-    for name in ARGS.models.split(","):
-        path = ckpt if name == "smollm2" else common.make_tiny_llama(
-            ARGS.tiny_dir, common.read_hf_config(ckpt)["vocab_size"])
-        runs.append(bench_model(name, path, tokenizer, examples))
-    peak = common.remeasure_peak(peak)
-    for run in runs:
-        common.add_peak_fractions(run, peak["peak_gflops"])
+    info, peak, runs = common.run_models(ARGS, bench_model)
     print()
-    print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
-          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}'); "
-          f"jax {info['jax']}, torch {info['torch']}")
-    print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
-          f"{tuple(round(x, 1) for x in os.getloadavg())}")
-    print(f"fp32 matmul peak ({peak['n']}^2, best of start and end): jnp.dot {peak['jax_gflops']:.1f}, torch.mm "
-          f"{peak['torch_gflops']:.1f} -> peak {peak['peak_gflops']:.1f} GFLOP/s (at start {peak['start']['peak_gflops']:.1f})")
+    common.print_machine(info, peak)
     worst = 0.0
     for run in runs:
         print(f"\n{run['model']}: train steps of {run['batch_size']} records, {run['tokens_per_step']:.0f} tokens/step "
               f"on average, {ARGS.steps} steps x {ARGS.repeats} timed passes")
-        rows = [["side", "tokens/s (median)", "vs torch", "useful GFLOP/s", "useful % peak", "executed GFLOP/s",
-                 "executed % peak", "first loss", "rel diff", "warm-up s"]]
+        rows = [common.RATE_HEADERS + ["first loss", "rel diff", "warm-up s"]]
         for k, r in run["sides"].items():
-            rows.append([k, f"{r['tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}x", f"{r['useful_gflops']:.1f}",
-                         f"{100 * r['useful_fraction_of_peak']:.0f}%", f"{r['executed_gflops']:.1f}",
-                         f"{100 * r['executed_fraction_of_peak']:.0f}%", f"{r['first_loss']:.6f}",
-                         "-" if k == "torch" else f"{r['first_loss_rel_diff']:.1e}", f"{r['warmup_seconds']:.1f}"])
+            rows.append(common.rate_cells(k, r) + [
+                f"{r['first_loss']:.6f}", "-" if k == "torch" else f"{r['first_loss_rel_diff']:.1e}",
+                f"{r['warmup_seconds']:.1f}"])
             if k != "torch":
                 worst = max(worst, r["first_loss_rel_diff"])
         print(common.fmt_table(rows))

@@ -37,6 +37,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=9,<10",
+            "pytest-xdist>=3.8,<4",
             "torch==2.13.0",
             "sentence-transformers>=6.2,<7",
             "scikit-learn>=1.9,<2",

@@ -13,11 +13,13 @@ both sides take the same batches in the same order.
   token loss over the response tokens; prompt and padding labels -100),
   backward, clip_grad_norm_(1.0), torch.optim.AdamW (lr 2e-5, weight decay
   0, eps 1e-8), zero_grad. Right-padded to the batch's longest record.
-- lpjax (``--variants``): lpjax.train's step (value_and_grad of the token
-  mean of example_loss, optax clip + AdamW, params and state donated), jitted:
+- lpjax (``--variants``): lpjax.train.make_train_step on one device
+  (value_and_grad of the token mean of example_loss, optax clip + AdamW,
+  params and state donated), jitted:
   ``fixed``: lengths rounded up to --multiple, full-length head;
-  ``fast``: plus the LM head only at response positions (resp_pos, rounded
-  up to --multiple) and the shared template prefixes computed once per batch.
+  ``fast``: plus the LM head only at response positions (resp_pos, a few
+  fractions of the length) and the shared template prefixes computed once
+  per batch.
 
 tokens/s counts the records' own tokens (prompt + response, no padding); the
 median over --repeats passes of --steps steps (after one compiling / warm-up
@@ -61,17 +63,15 @@ ARGS = parse_args()
 CPUS = common.setup_threads(ARGS.threads)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from lpjax import sharding  # noqa: E402
 from lpjax.data import batching  # noqa: E402
-from lpjax.loss import example_loss  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
-from lpjax.train import make_optimizer  # noqa: E402
+from lpjax.train import make_optimizer, make_train_step  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 LR = 2e-5
@@ -86,24 +86,9 @@ def batch_indices(n: int) -> list[list[int]]:
 class LpjaxTrainer:
     def __init__(self, variant: str, ckpt: str, examples, batches, flops: common.LlamaFlops):
         model, _ = load_hf(ckpt)
-        graphdef, self.params = nnx.split(model)
-        cfg = ml_collections.ConfigDict(dict(lr=LR, warmup_ratio=0.03, weight_decay=0.0, b1=0.9, b2=0.999,
-                                             max_grad_norm=1.0))
-        tx = make_optimizer(cfg, 10_000)
-        self.opt_state = tx.init(self.params)
-
-        def loss_fn(params, batch):
-            loss_sum, count = example_loss(nnx.merge(graphdef, params), batch)
-            return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(count), 1.0)
-
-        def step(params, opt_state, batch):
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        self.step = jax.jit(step, donate_argnums=(0, 1))
+        graphdef, params = nnx.split(model)
         fast = variant == "fast"
-        prefixes = batching.find_prefixes(examples) if fast else None
+        prefixes = batching.shared_prefixes(examples) if fast else None
         self.batches = []
         executed = 0.0
         for idx in batches:
@@ -121,6 +106,16 @@ class LpjaxTrainer:
                 kp = prefixes.tokens.shape[0]
                 executed += kp * pmax * flops.per_token_layers + flops.attention(kp * pmax, pmax)
         self.executed_per_batch = 3 * executed / len(batches)
+        # lpjax.train's own step (one device): params and optimizer state donated.
+        mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+        param_sh = sharding.param_shardings(params, mesh)
+        self.params = jax.device_put(params, param_sh)
+        cfg = ml_collections.ConfigDict(dict(lr=LR, warmup_ratio=0.03, weight_decay=0.0, b1=0.9, b2=0.999,
+                                             max_grad_norm=1.0))
+        tx = make_optimizer(cfg, 10_000)
+        self.opt_state = jax.jit(tx.init)(self.params)
+        opt_sh = jax.tree_util.tree_map(lambda x: x.sharding, self.opt_state)
+        self.step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, batch_keys=sorted(self.batches[0]))
         self.stats = {"shapes": len({tuple(v.shape for v in b.values()) for b in self.batches}),
                       "prefixes": None if prefixes is None else prefixes.lengths[1:].tolist()}
         self.cursor = 0

@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 from lpjax import sharding
 from lpjax.aot import AotFunction
 from lpjax.data.batching import (DEFAULT_MAX_LEN, RESP_FRACTIONS, ROW_KEYS, PlannedBatch, Prefixes, collate_plan,
-                                 find_prefixes, length_buckets, plan_fixed, plan_token_budget)
+                                 length_buckets, plan_fixed, plan_token_budget, shared_prefixes)
 from lpjax.io_utils import write_json_atomic
 from lpjax.loss import example_loss, mean_loss, perplexity, prefix_kv
 
@@ -96,9 +96,7 @@ def plan_scoring(examples: Sequence, batch_size: int = 64, multiple: int = 16, *
     - response_head: the LM head only at response positions (resp_pos).
     - shared_prefix: the template's shared preambles run once per pass.
     """
-    prefixes = find_prefixes(examples) if shared_prefix else None
-    if prefixes is not None and prefixes.num == 0:
-        prefixes = None
+    prefixes = shared_prefixes(examples) if shared_prefix else None
     if token_budget:
         longest = max((len(ex.ids) for ex in examples), default=1)
         buckets = length_buckets(max(max_len or DEFAULT_MAX_LEN, longest))

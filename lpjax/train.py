@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from lpjax import sharding
 from lpjax.aot import AotFunction
 from lpjax.checkpoint import Checkpointer
-from lpjax.data.batching import ROW_KEYS, batches_per_epoch, find_prefixes, training_batches
+from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, training_batches
 from lpjax.loss import example_loss
 
 
@@ -116,9 +116,7 @@ def train(
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum={cfg.grad_accum}")
     # Optional cheaper loss (lpjax/data/batching.py): same loss and gradients.
     resp_multiple = cfg.pad_multiple if cfg.get("response_head", False) else None
-    prefixes = find_prefixes(examples) if cfg.get("shared_prefix", False) else None
-    if prefixes is not None and prefixes.num == 0:
-        prefixes = None
+    prefixes = shared_prefixes(examples) if cfg.get("shared_prefix", False) else None
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
     step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys),

@@ -6,8 +6,7 @@ Two ways to cut a dataset into batches:
   batch is [batch_size, L] with L the longest example rounded up to a
   multiple of ``multiple``. Training uses this (a step is a fixed number of
   samples, as in the paper).
-- **Token budget** (``plan_token_budget`` + ``collate_plan``, or
-  ``token_budget_batches``): for scoring, where only throughput matters.
+- **Token budget** (``plan_token_budget`` + ``collate_plan``): for scoring, where only throughput matters.
   Each batch is [rows, L] with L from a small fixed set of bucket lengths and
   rows = budget // L, so a batch of short examples holds more of them and the
   matmuls stay the same size; padding stays a few per cent (``plan_stats``).
@@ -73,10 +72,6 @@ class Prefixes:
 
     def length_of(self, i: int) -> int:
         return int(self.lengths[self.assignment[i]])
-
-
-def no_prefixes(n: int) -> Prefixes:
-    return Prefixes(np.zeros((1, 1), np.int32), np.zeros(1, np.int32), np.zeros(n, np.int32))
 
 
 def _shareable(ex) -> np.ndarray:
@@ -150,6 +145,13 @@ def find_prefixes(examples: Sequence, max_prefixes: int = 4, min_len: int = 8, m
         tokens[k, : len(p)] = p
     lengths = np.array([0] + [len(p) for p in found], np.int32)
     return Prefixes(tokens, lengths, assignment)
+
+
+def shared_prefixes(examples: Sequence) -> Prefixes | None:
+    """``find_prefixes`` with defaults, or None when the examples share none
+    (batches then carry no prefix table at all)."""
+    prefixes = find_prefixes(examples)
+    return prefixes if prefixes.num else None
 
 
 # ----------------------------------------------------------------------------
@@ -417,10 +419,3 @@ def collate_plan(examples: Sequence, batch: PlannedBatch, prefixes: Prefixes | N
     out = collate(examples, local, len(local), batch.length, resp_len=batch.resp_len, prefixes=prefixes)
     out["index"] = batch.indices.astype(np.int32)
     return out
-
-
-def token_budget_batches(examples: Sequence, token_budget: int, prefixes: Prefixes | None = None,
-                         **plan_kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """All examples once in token-budget batches (single process)."""
-    for b in plan_token_budget(examples, token_budget, prefixes=prefixes, **plan_kwargs):
-        yield collate_plan(examples, b, prefixes)

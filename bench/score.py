@@ -13,7 +13,7 @@ Sides (each a full pass over the records, per-sample perplexities out):
 - ``torch``: the reference, as the authors' script scores: eager fp32
   LlamaForCausalLM, batches of 4 in dataset order padded to the longest,
   attention mask, full logits, CrossEntropy over the response tokens.
-- lpjax variants (``--variants``), each lpjax.scoring.score_examples with
+- lpjax variants (``--variants``), each lpjax.scoring.score.score_examples with
   the options the probe stage takes from config (probe.score_*):
   ``fixed``: length-sorted batches of --batch-size, lengths rounded up to
   --multiple, chunked loss, full-length LM head;
@@ -76,7 +76,7 @@ from flax import nnx  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.loss import perplexity  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
-from lpjax.scoring import make_score_fn, plan_scoring, score_examples  # noqa: E402
+from lpjax.scoring.score import make_score_fn, plan_scoring, score_examples  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 
@@ -90,7 +90,7 @@ VARIANTS = {
 
 
 class LpjaxScorer:
-    """One lpjax variant through lpjax.scoring.score_examples, the probe
+    """One lpjax variant through lpjax.scoring.score.score_examples, the probe
     stage's own path (each pass plans its batches, finds the shared prefixes
     and computes their keys/values once, then runs the jitted loss)."""
 

@@ -45,7 +45,7 @@ def lpjax_ppl(ckpt: str, examples, batch_size: int, multiple: int, passes: int =
 
     from lpjax.loss import perplexity
     from lpjax.models.hf import load_hf
-    from lpjax.scoring import make_score_fn, score_examples
+    from lpjax.scoring.score import make_score_fn, score_examples
 
     model, _ = load_hf(ckpt)
     graphdef, params = nnx.split(model)

@@ -13,7 +13,7 @@ both sides take the same batches in the same order.
   token loss over the response tokens; prompt and padding labels -100),
   backward, clip_grad_norm_(1.0), torch.optim.AdamW (lr 2e-5, weight decay
   0, eps 1e-8), zero_grad. Right-padded to the batch's longest record.
-- lpjax (``--variants``): lpjax.train.make_train_step on one device
+- lpjax (``--variants``): lpjax.training.train.make_train_step on one device
   (value_and_grad of the token mean of example_loss, optax clip + AdamW,
   params and state donated), jitted:
   ``fixed``: lengths rounded up to --multiple, full-length head;
@@ -71,7 +71,7 @@ from flax import nnx  # noqa: E402
 from lpjax import sharding  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
-from lpjax.train import make_optimizer, make_train_step  # noqa: E402
+from lpjax.training.train import make_optimizer, make_train_step  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 LR = 2e-5

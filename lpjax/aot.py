@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from lpjax.sharding import OOM_HINT, log_compiled_memory
+from absl import logging
+
+
+def log_compiled_memory(compiled: Any, what: str) -> None:
+    """Print the compiled program's memory use before the first step runs."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return
+    if m is None:
+        return
+    gib = lambda b: b / 2**30
+    logging.info("%s: per-device memory: arguments %.3f GiB, outputs %.3f GiB, temporaries %.3f GiB", what,
+                 gib(m.argument_size_in_bytes), gib(m.output_size_in_bytes), gib(m.temp_size_in_bytes))
+
+
+OOM_HINT = ("it does not fit in device memory; try a larger fsdp or tensor mesh axis (--config.mesh.shape), "
+            "a smaller batch_size or data.max_len, or bf16 compute (compute_dtype=bfloat16)")
 
 
 class AotFunction:

@@ -15,16 +15,19 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from lpjax import evaluate, report, sharding
-from lpjax.checkpoint import load_params, save_params
+from lpjax import report, sharding
+from lpjax.evaluation import heldout as evaluate
+from lpjax.training.checkpoint import load_params, save_params
 from lpjax.data import formats, synthetic, tokenize
 from lpjax.data.template import build_prompt
-from lpjax.io_utils import write_json_atomic
+from lpjax import atomic
 from lpjax.models import hf, registry
-from lpjax.scoring import ScoreStore, make_score_fn, score_examples
-from lpjax.selection import export, metrics, score_io, select, transfer
+from lpjax.scoring.score import make_score_fn, score_examples
+from lpjax.scoring.store import ScoreStore
+from lpjax.scoring import store as score_io
+from lpjax.selection import export, metrics, select, transfer
 from lpjax.stages import Workdir, file_hash, git_revision, package_versions, stable_hash
-from lpjax.train import train
+from lpjax.training.train import train
 
 
 def _cfg(c: ml_collections.ConfigDict) -> dict:
@@ -87,7 +90,7 @@ def data_stage(cfg: ml_collections.ConfigDict, out: str) -> dict:
     if cfg.data.tokenizer == "train_bpe":
         texts = [build_prompt(r, cfg.data.template) + r["output"] for r in train_recs]
         tokenize.train_tokenizer(texts, cfg.data.vocab_size, os.path.join(out, "tokenizer"))
-    write_json_atomic(os.path.join(out, "source_index.json"), source_index)
+    atomic.write_json(os.path.join(out, "source_index.json"), source_index)
     return {"fingerprint": formats.fingerprint(train_recs), "test_fingerprint": formats.fingerprint(test_recs),
             "num_train": len(train_recs), "num_test": len(test_recs)}
 
@@ -184,7 +187,7 @@ def cluster_stage(cfg: ml_collections.ConfigDict, work: Workdir, out: str) -> di
         assignments, _ = kmeans.kmeans(emb, min(s.num_clusters, len(records)), cfg.seed)
     else:
         assignments = read_cluster_file(s.clusters, len(records))
-    write_json_atomic(os.path.join(out, "assignments.json"), np.asarray(assignments).tolist())
+    atomic.write_json(os.path.join(out, "assignments.json"), np.asarray(assignments).tolist())
     return {"num_clusters": int(len(set(np.asarray(assignments).tolist())))}
 
 
@@ -239,9 +242,9 @@ def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: di
             clusters = np.asarray(json.load(f), np.int64)
     subsets = select.build_subsets(metric, s.percent, metrics.hard_is_low(s.metric), s.metric, clusters, s.part,
                                    tuple(s.baselines), cfg.seed, exclude=dropped or None)
-    write_json_atomic(os.path.join(out, "metric.json"), {"name": s.metric, "score": s.score, "values": metric})
+    atomic.write_json(os.path.join(out, "metric.json"), {"name": s.metric, "score": s.score, "values": metric})
     for name, idx in subsets.items():
-        write_json_atomic(os.path.join(out, f"indices_{name}.json"), idx)
+        atomic.write_json(os.path.join(out, f"indices_{name}.json"), idx)
         export.export_subset(records, idx, out, f"subset_{name}", tuple(s.export_formats))
     stats = export.pool_stats(records, subsets[s.metric])
     transfer_md = ""
@@ -253,7 +256,7 @@ def select_stage(cfg: ml_collections.ConfigDict, work: Workdir, data_summary: di
             vectors[label] = metrics.compute_metric(s.metric, load_selection_scores(cfg, work, other, fp, out, label))
         transfer_md = transfer.transfer_report(vectors, tuple(s.percents), metrics.hard_is_low(s.metric), clusters,
                                                s.metric, plot_dir=out, report_dir=work.root)
-    write_json_atomic(os.path.join(out, "summary.json"), {"pool_stats": stats, "transfer_markdown": transfer_md})
+    atomic.write_json(os.path.join(out, "summary.json"), {"pool_stats": stats, "transfer_markdown": transfer_md})
     return {"subsets": {name: len(idx) for name, idx in subsets.items()},
             "subset_keys": {name: stable_hash(np.asarray(idx).tolist()) for name, idx in subsets.items()},
             "clustered": clusters is not None}
@@ -301,7 +304,7 @@ def evaluate_stage(cfg: ml_collections.ConfigDict, work: Workdir, subsets: list[
         tok, graphdef, params = load_target(cfg, work, work.path("target", name, "params"))
         results[name] = evaluate.evaluate_model(graphdef, params, tok, test, cfg)
         logging.info("evaluate[%s]: %s", name, {k: v for k, v in results[name].items() if k != "samples"})
-    write_json_atomic(os.path.join(out, "results.json"), results)
+    atomic.write_json(os.path.join(out, "results.json"), results)
     return {"results": {n: {k: v for k, v in r.items() if k != "samples"} for n, r in results.items()}}
 
 
@@ -310,12 +313,12 @@ def run(cfg: ml_collections.ConfigDict) -> dict:
     work = Workdir(cfg.workdir)
     run_meta = {"config": cfg.to_dict(), "versions": package_versions(), "git_revision": git_revision(),
                 "devices": [str(d) for d in jax.devices()]}
-    write_json_atomic(work.path("run.json"), run_meta)
+    atomic.write_json(work.path("run.json"), run_meta)
 
     d_in = data_inputs(cfg)
     data = work.run_stage("data", d_in, lambda out: data_stage(cfg, out))
     run_meta["data_fingerprint"] = data["fingerprint"]
-    write_json_atomic(work.path("run.json"), run_meta)
+    atomic.write_json(work.path("run.json"), run_meta)
 
     encode_cfg = {k: cfg.data[k] for k in ("max_len", "template", "truncation")}
     probe = {"key": None}

@@ -9,8 +9,8 @@ from collections import Counter
 import ml_collections
 import numpy as np
 
-from lpjax.io_utils import write_text_atomic
-from lpjax.scoring import ScoreStore
+from lpjax import atomic
+from lpjax.scoring.store import ScoreStore
 from lpjax.selection.export import pool_stats_markdown
 from lpjax.selection.metrics import hard_is_low
 from lpjax.stages import Workdir
@@ -127,5 +127,5 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
                 lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
             lines += [""]
     path = work.path("report.md")
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -9,7 +9,7 @@ MLP width and vocabulary (Megatron style).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import jax
@@ -17,8 +17,6 @@ import numpy as np
 from absl import logging
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
-
-from lpjax.data.batching import ROW_KEYS
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -124,35 +122,25 @@ def data_parallel_size(mesh: Mesh) -> int:
     return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))
 
 
-def put_batch(batch: dict[str, Any], mesh: Mesh, batch_size: int) -> dict[str, Any]:
+def batch_shardings(mesh: Mesh, keys: Collection[str], row_keys: Collection[str]) -> dict[str, NamedSharding]:
+    """Shardings of a batch dict: the keys whose leading axis is the batch
+    row are split over the batch axes, the rest (tables every row shares)
+    replicated."""
+    return {k: batch_sharding(mesh) if k in row_keys else replicated(mesh) for k in keys}
+
+
+def put_batch(batch: dict[str, Any], mesh: Mesh, batch_size: int, row_keys: Collection[str]) -> dict[str, Any]:
     """Place this process's rows of a global [batch_size, ...] batch on the
-    mesh, split over (data, fsdp). Keys that are not per-row (the prefix
-    table: every process holds all of it) are replicated; values already
-    on devices (precomputed prefix keys/values) pass through."""
+    mesh: ``row_keys`` split over (data, fsdp), other numpy arrays (tables
+    every process holds whole) replicated; values already on devices
+    (precomputed prefix keys/values) pass through."""
     rows, rep = batch_sharding(mesh), replicated(mesh)
     out = {}
     for k, v in batch.items():
-        if k in ROW_KEYS:
+        if k in row_keys:
             out[k] = jax.make_array_from_process_local_data(rows, v, (batch_size,) + v.shape[1:])
         elif isinstance(v, np.ndarray):
             out[k] = jax.make_array_from_process_local_data(rep, v, v.shape)
         else:
             out[k] = v
     return out
-
-
-def log_compiled_memory(compiled: Any, what: str) -> None:
-    """Print the compiled program's memory use before the first step runs."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # not every backend reports it
-        return
-    if m is None:
-        return
-    gib = lambda b: b / 2**30
-    logging.info("%s: per-device memory: arguments %.3f GiB, outputs %.3f GiB, temporaries %.3f GiB", what,
-                 gib(m.argument_size_in_bytes), gib(m.output_size_in_bytes), gib(m.temp_size_in_bytes))
-
-
-OOM_HINT = ("it does not fit in device memory; try a larger fsdp or tensor mesh axis (--config.mesh.shape), "
-            "a smaller batch_size or data.max_len, or bf16 compute (compute_dtype=bfloat16)")

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 from absl import logging
 
-from lpjax.io_utils import write_json_atomic
+from lpjax import atomic
 
 PACKAGES = ("lpjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "tokenizers",
             "datasets", "tensorstore", "numpy")
@@ -81,12 +81,12 @@ class Workdir:
         if os.path.isdir(directory) and state.get("key") != key:
             shutil.rmtree(directory)
         os.makedirs(directory, exist_ok=True)
-        write_json_atomic(marker, {"key": key, "done": False, "inputs": inputs})
+        atomic.write_json(marker, {"key": key, "done": False, "inputs": inputs})
         logging.info("stage %s: running (key %s)", name, key)
         t0 = time.time()
         summary = {"key": key, **fn(directory)}
         seconds = time.time() - t0
-        write_json_atomic(marker, {"key": key, "done": True, "inputs": inputs, "summary": summary, "seconds": seconds})
+        atomic.write_json(marker, {"key": key, "done": True, "inputs": inputs, "summary": summary, "seconds": seconds})
         self._append("stages.jsonl", {"stage": name, "key": key, "action": "ran", "seconds": seconds, "time": time.time()})
         return summary
 

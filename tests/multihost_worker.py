@@ -21,8 +21,8 @@ from flax import nnx  # noqa: E402
 from lpjax import sharding  # noqa: E402
 from lpjax.config import base_config  # noqa: E402
 from lpjax.data import batching  # noqa: E402
-from lpjax.scoring import make_score_fn, score_examples  # noqa: E402
-from lpjax.train import train  # noqa: E402
+from lpjax.scoring.score import make_score_fn, score_examples  # noqa: E402
+from lpjax.training.train import train  # noqa: E402
 from tests.helpers import random_examples, tiny_model  # noqa: E402
 
 fed = []

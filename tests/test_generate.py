@@ -2,7 +2,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lpjax.generate import greedy_generate, make_greedy_fn
+from lpjax.evaluation.generate import greedy_generate, make_greedy_fn
 from tests.helpers import tiny_model
 
 

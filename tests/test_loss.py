@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from lpjax.loss import chunked_cross_entropy, mean_loss, perplexity
-from lpjax.scoring import make_score_fn, score_examples
+from lpjax.scoring.score import make_score_fn, score_examples
 from tests.helpers import random_examples, tiny_model
 
 

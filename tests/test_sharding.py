@@ -8,8 +8,8 @@ from jax.sharding import PartitionSpec as P
 
 from lpjax import sharding
 from lpjax.config import base_config
-from lpjax.scoring import make_score_fn, plan_scoring, score_examples
-from lpjax.train import train
+from lpjax.scoring.score import make_score_fn, plan_scoring, score_examples
+from lpjax.training.train import train
 from tests.helpers import prefixed_examples, random_examples, tiny_model
 
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (virtual) devices; set XLA_FLAGS")

@@ -9,8 +9,8 @@ from flax import nnx
 from lpjax.config import base_config
 from lpjax.data.batching import collate
 from lpjax.data.tokenize import Example
-from lpjax.scoring import make_score_fn, score_examples
-from lpjax.train import make_optimizer, train
+from lpjax.scoring.score import make_score_fn, score_examples
+from lpjax.training.train import make_optimizer, train
 from tests.helpers import prefixed_examples, random_examples, tiny_model
 
 

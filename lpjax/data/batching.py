@@ -2,10 +2,11 @@
 
 Two ways to cut a dataset into batches:
 
-- **Fixed sample count** (``plan_fixed``, ``training_batches``): every
-  batch is [batch_size, L] with L the longest example rounded up to a
-  multiple of ``multiple``. Training uses this (a step is a fixed number of
-  samples, as in the paper).
+- **Fixed sample count** (``plan_by_length``, ``plan_fixed``,
+  ``training_batches``): every batch is [batch_size, L] with L the longest
+  example rounded up to a multiple of ``multiple`` (or to a bucket length).
+  Training uses this (a step is a fixed number of samples, as in the paper),
+  and so do generation and sentence embedding, on their own lengths.
 - **Token budget** (``plan_token_budget`` + ``collate_plan``): for scoring, where only throughput matters.
   Each batch is [rows, L] with L from a small fixed set of bucket lengths and
   rows = budget // L, so a batch of short examples holds more of them and the
@@ -249,14 +250,44 @@ def response_positions(ex, skip: int = 0) -> int:
     return max(len(ex.ids) - max(ex.prompt_len, skip + 1, 1), 0)
 
 
+def batch_length(longest: int, multiple: int = 1, buckets: Sequence[int] | None = None) -> int:
+    """A batch's row length: its longest row rounded up to ``multiple``, or
+    the smallest of ``buckets`` that holds it (the largest if none does)."""
+    if buckets:
+        return next((b for b in sorted(buckets) if b >= longest), max(buckets))
+    return round_up(max(longest, 1), multiple)
+
+
+def plan_by_length(lengths: Sequence[int], batch_size: int, multiple: int = 1, buckets: Sequence[int] | None = None,
+                   last_row_multiple: int | None = None) -> list[PlannedBatch]:
+    """Every item once, sorted by length (stable), in batches of
+    ``batch_size`` rows whose length is ``batch_length`` of their longest:
+    the planner behind scoring, generation and embedding batches. Padding
+    stays small, and jit sees a few shapes only. ``last_row_multiple``: the
+    last, partial batch has only as many rows as it needs, rounded up to
+    this (one extra shape instead of a batch of mostly padding rows)."""
+    lengths = np.asarray(lengths, np.int64)
+    order = np.argsort(lengths, kind="stable")
+    plan = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        rows = batch_size
+        if last_row_multiple and len(chunk) < batch_size:
+            rows = min(batch_size, round_up(len(chunk), last_row_multiple))
+        indices = np.full(rows, -1, np.int64)
+        indices[: len(chunk)] = chunk
+        plan.append(PlannedBatch(indices, batch_length(int(lengths[chunk].max()), multiple, buckets), None))
+    return plan
+
+
 def plan_fixed(examples: Sequence, batch_size: int, multiple: int, prefixes: Prefixes | None = None,
                resp_multiple: int | None = None) -> list[PlannedBatch]:
     """All examples once in batches of ``batch_size``, sorted by length so
     padding stays small. resp_multiple, prefixes: as in ``training_batches``."""
     skip = (lambda i: 0) if prefixes is None else prefixes.length_of
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids) - skip(i))
-    return [fixed_batch(examples, order[s : s + batch_size], batch_size, multiple, resp_multiple, prefixes)
-            for s in range(0, len(order), batch_size)]
+    plan = plan_by_length([len(ex.ids) - skip(i) for i, ex in enumerate(examples)], batch_size, multiple)
+    return [fixed_batch(examples, b.indices[b.indices >= 0], batch_size, multiple, resp_multiple, prefixes)
+            for b in plan]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Callable
+
+from lpjax import atomic
 
 FIELDS = ("instruction", "input", "output")
 FORMATS = ("auto", "alpaca", "jsonl", "dolly", "chat", "parquet", "hf_disk")
@@ -284,27 +285,11 @@ def fingerprint(records: list[dict]) -> str:
 
 
 def write_records(records: list[dict], path: str) -> None:
-    """Write a JSON list (``.json``) or JSON lines (``.jsonl``), atomically.
-
-    Written to a temporary file beside ``path`` and renamed over it, so a reader
-    (or a crashed run being resumed) never sees half a file.
-    """
+    """Write a JSON list (``.json``) or JSON lines (``.jsonl``), atomically."""
     path = os.fspath(path)
     if path.endswith(".jsonl"):
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        atomic.write_jsonl(path, records)
     elif path.endswith(".json"):
-        text = json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+        atomic.write_json(path, records, indent=1)
     else:
         raise ValueError(f"{path}: write_records writes .json or .jsonl files")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -12,13 +12,12 @@ exact duplicates (the same instruction, input and output) and empty
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
+from lpjax import atomic
 from lpjax.data.formats import FIELDS, write_records
 
 EXPORT_FORMATS = ("json", "jsonl", "hf")
@@ -47,7 +46,7 @@ def _columns(records: list[dict], fields: Sequence[str] | None) -> list[str]:
     return list(seen)
 
 
-def _save_dataset_atomic(rows: list[dict], columns: list[str], path: str) -> None:
+def _save_dataset(rows: list[dict], columns: list[str], path: str) -> None:
     import datasets
 
     if rows:
@@ -63,16 +62,8 @@ def _save_dataset_atomic(rows: list[dict], columns: list[str], path: str) -> Non
         # shards that load_from_disk cannot read: name string columns, one shard.
         features = datasets.Features({c: datasets.Value("string") for c in columns})
         ds, shards = datasets.Dataset.from_dict({c: [] for c in columns}, features=features), 1
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.")
-    try:
-        ds.save_to_disk(os.path.join(tmp, "new"), num_shards=shards)
-        if os.path.exists(path):
-            os.replace(path, os.path.join(tmp, "old"))
-        os.replace(os.path.join(tmp, "new"), path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic.directory(path) as tmp:
+        ds.save_to_disk(tmp, num_shards=shards)
 
 
 def export_subset(
@@ -106,7 +97,7 @@ def export_subset(
     for fmt in formats:
         path = os.path.join(out_dir, f"{stem}.{fmt}")
         if fmt == "hf":
-            _save_dataset_atomic(rows, columns, path)
+            _save_dataset(rows, columns, path)
         else:
             # Through a temporary file and a rename. Without `fields`, each
             # record keeps exactly its own keys (no nulls for others' keys).

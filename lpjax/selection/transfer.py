@@ -17,13 +17,13 @@ Agg canvas (no pyplot state, no display) and are written atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
-from .select import select_hardest, select_per_cluster
+from lpjax import atomic
+from lpjax.selection.select import select_hardest, select_per_cluster
 
 METHODS = ("kendall", "spearman")
 
@@ -113,25 +113,6 @@ def overlaps_by_percent(
 # Plots
 
 
-def _save_atomic(fig, path: str | os.PathLike) -> str:
-    """Render `fig` to PNG at `path`: a temporary file in the same directory, then os.replace."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
-
-
 def plot_heatmap(
     matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str = "",
     vmin: float | None = None, vmax: float | None = None,
@@ -158,7 +139,7 @@ def plot_heatmap(
                     color="black" if m[i, j] > middle else "white")
     if title:
         ax.set_title(title)
-    return _save_atomic(fig, path)
+    return atomic.save_figure(fig, path)
 
 
 def plot_lp_histograms(
@@ -195,7 +176,7 @@ def plot_lp_histograms(
     axes[-1].set_xlabel("metric value")
     if title:
         fig.suptitle(title)
-    return _save_atomic(fig, path)
+    return atomic.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpjax.generate import filter_logits, generate
+from lpjax.evaluation.generate import filter_logits, generate
 from lpjax.models.hf import load_hf
 from tests.models.hf_cases import VOCAB
 

@@ -34,7 +34,7 @@ def test_smollm2_answers_like_transformers():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lpjax.generate import generate
+    from lpjax.evaluation.generate import generate
     from lpjax.models.hf import load_hf
     from lpjax.models.registry import load_tokenizer
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lpjax.generate import generate
+from lpjax.evaluation.generate import generate
 from lpjax.models.hf import load_hf
 from lpjax.models.registry import load_tokenizer, tokenizer_path
 from tests.conftest import SHARED

@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from lpjax.selection.metrics import compute_metric, lp, lp_app
-from lpjax.selection.score_io import load_reference_scores
+from lpjax.scoring.store import load_reference_scores
 
 SHARED = Path("/work/shared")
 REF = SHARED / "reference" / "small2large"

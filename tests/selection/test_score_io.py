@@ -7,7 +7,7 @@ import pickletools
 import numpy as np
 import pytest
 
-from lpjax.selection.score_io import load_reference_scores, load_score_pickle
+from lpjax.scoring.store import load_reference_scores, load_score_pickle
 
 
 def _write(path, obj, protocol=pickle.HIGHEST_PROTOCOL):

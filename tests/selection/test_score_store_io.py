@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import kendalltau
 
 from lpjax.data.formats import fingerprint
-from lpjax.scoring import ScoreStore
+from lpjax.scoring.store import ScoreStore
 from lpjax.selection.metrics import compute_metric
-from lpjax.selection.score_io import import_scores, load_scores
+from lpjax.scoring.store import import_scores, load_scores
 
 RECORDS = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(3)]
 META = {"model": "opt-350m", "template": "alpaca", "max_len": 512}

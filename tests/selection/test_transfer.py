@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import kendalltau, spearmanr
 
 from lpjax.selection.metrics import compute_metric
-from lpjax.selection.score_io import load_reference_scores
+from lpjax.scoring.store import load_reference_scores
 from lpjax.selection.select import select_hardest, select_per_cluster
 from lpjax.selection.transfer import (
     correlation_matrix, overlap, overlap_matrix, overlaps_by_percent, plot_heatmap, plot_lp_histograms,

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lpjax.data.batching import round_up
+from lpjax.data.batching import plan_by_length
 
 
 def filter_logits(logits: jax.Array, temperature=1.0, top_k=0, top_p=1.0) -> jax.Array:
@@ -141,12 +141,10 @@ def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple
         raise ValueError("every prompt needs at least one token (e.g. BOS)")
     eos = set(_eos_ids(eos_id))
     out: list[list[int]] = [[] for _ in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        length = round_up(max(len(prompts[i]) for i in chunk), multiple)
-        tokens = np.full((batch_size, length), pad_id, np.int32)
-        lengths = np.ones((batch_size,), np.int32)
+    for planned in plan_by_length([len(p) for p in prompts], batch_size, multiple):
+        chunk = planned.indices[planned.indices >= 0]
+        tokens = np.full((planned.rows, planned.length), pad_id, np.int32)
+        lengths = np.ones((planned.rows,), np.int32)
         for row, i in enumerate(chunk):
             tokens[row, : len(prompts[i])] = prompts[i]
             lengths[row] = len(prompts[i])

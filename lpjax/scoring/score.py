@@ -1,22 +1,14 @@
-"""Score every sample of a dataset with a model, and keep per-epoch score
-arrays on disk.
-
-A score directory holds two zarr arrays written with tensorstore, `ppl` and
-`loss`, each [epochs + 1, N] float32 (row 0 = before training, row i = after
-epoch i; NaN = not scored yet), and `meta.json` (model, template, max_len,
-data fingerprint). Rows are separate chunks, so each epoch's row lands
-atomically and an interrupted run knows which rows it still owes.
-"""
+"""Score every sample of a dataset with a model: per-sample (loss sum,
+response token count), batched as planned by lpjax/data/batching.py and run
+as one jitted step per batch shape on the mesh. lpjax/scoring/store.py keeps
+the results on disk."""
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-import tensorstore as ts
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -24,10 +16,7 @@ from lpjax import sharding
 from lpjax.aot import AotFunction
 from lpjax.data.batching import (DEFAULT_MAX_LEN, RESP_FRACTIONS, ROW_KEYS, PlannedBatch, Prefixes, collate_plan,
                                  length_buckets, plan_fixed, plan_token_budget, shared_prefixes)
-from lpjax.io_utils import write_json_atomic
-from lpjax.loss import example_loss, mean_loss, perplexity, prefix_kv
-
-ARRAYS = ("ppl", "loss")
+from lpjax.loss import example_loss, prefix_kv
 
 
 def make_score_fn(graphdef: nnx.GraphDef, mesh: Mesh | None = None) -> "ScoreFn":
@@ -59,16 +48,15 @@ class ScoreFn:
             if self.mesh is None:
                 jitted = jax.jit(score_batch)
             else:
-                rep = sharding.replicated(self.mesh)
-                batch_sh = {k: sharding.batch_sharding(self.mesh) if k in ROW_KEYS else rep for k in keys}
-                jitted = jax.jit(score_batch, in_shardings=(None, batch_sh), out_shardings=rep)
+                batch_sh = sharding.batch_shardings(self.mesh, keys, ROW_KEYS)
+                jitted = jax.jit(score_batch, in_shardings=(None, batch_sh), out_shardings=sharding.replicated(self.mesh))
             self._jitted[keys] = AotFunction(jitted, "score step")
         return self._jitted[keys]
 
     def __call__(self, params: Any, batch: dict, batch_size: int):
         fn = self._fn(tuple(sorted(batch)))
         if self.mesh is not None:
-            batch = sharding.put_batch(batch, self.mesh, batch_size)
+            batch = sharding.put_batch(batch, self.mesh, batch_size, ROW_KEYS)
         return fn(params, batch)
 
     def prefix_kv(self, params: Any, prefix_tokens: np.ndarray) -> list:
@@ -136,45 +124,3 @@ def _collect(item, loss_sum: np.ndarray, count: np.ndarray) -> None:
     keep = index >= 0
     loss_sum[index[keep]] = np.asarray(s)[keep]
     count[index[keep]] = np.asarray(c)[keep]
-
-
-def _spec(directory: str, name: str) -> dict:
-    return {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.join(directory, name)}}
-
-
-class ScoreStore:
-    """Per-epoch ppl/loss arrays of one model on one dataset."""
-
-    def __init__(self, directory: str, arrays: dict[str, ts.TensorStore], meta: dict):
-        self.directory, self._arrays, self.meta = directory, arrays, meta
-
-    @classmethod
-    def create(cls, directory: str, num_rows: int, num_samples: int, meta: dict) -> "ScoreStore":
-        os.makedirs(directory, exist_ok=True)
-        arrays = {
-            name: ts.open(
-                _spec(directory, name), create=True, delete_existing=True, dtype=ts.float32,
-                shape=[num_rows, num_samples], chunk_layout=ts.ChunkLayout(chunk_shape=[1, num_samples]),
-                fill_value=np.nan,
-            ).result()
-            for name in ARRAYS
-        }
-        write_json_atomic(os.path.join(directory, "meta.json"), meta)
-        return cls(directory, arrays, meta)
-
-    @classmethod
-    def open(cls, directory: str) -> "ScoreStore":
-        with open(os.path.join(directory, "meta.json")) as f:
-            meta = json.load(f)
-        return cls(directory, {name: ts.open(_spec(directory, name)).result() for name in ARRAYS}, meta)
-
-    def write_row(self, row: int, loss_sum: np.ndarray, count: np.ndarray) -> None:
-        self._arrays["loss"][row].write(mean_loss(loss_sum, count).astype(np.float32)).result()
-        self._arrays["ppl"][row].write(perplexity(loss_sum, count).astype(np.float32)).result()
-
-    def read(self, name: str = "ppl") -> np.ndarray:
-        return np.asarray(self._arrays[name].read().result())
-
-    def done_rows(self) -> list[int]:
-        ppl = self.read("ppl")
-        return [i for i in range(ppl.shape[0]) if not np.isnan(ppl[i]).any()]

@@ -1,17 +1,78 @@
-"""Reading and converting per-sample score files, apart from the math.
+"""Per-sample score files: the one on-disk format between scoring and selection.
 
-The authors released perplexities as pickles of plain float lists. Pickle can
-run arbitrary code on load, so these are read with an unpickler that refuses
+A score directory holds two zarr arrays written with tensorstore, `ppl` and
+`loss`, each [epochs + 1, N] float32 (row 0 = before training, row i = after
+epoch i; NaN = not scored yet), and `meta.json` (model, template, max_len,
+data fingerprint). Rows are separate chunks, so each epoch's row lands
+whole and an interrupted run knows which rows it still owes.
+
+The authors released perplexities as pickles of plain float lists;
+``import_scores`` converts them into a score directory. Pickle can run
+arbitrary code on load, so these are read with an unpickler that refuses
 every global: a list of floats needs none, and anything that does need one is
 not a score file.
 """
+from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+import tensorstore as ts
+
+from lpjax import atomic
+from lpjax.loss import mean_loss, perplexity
+
+ARRAYS = ("ppl", "loss")
+
+
+def _spec(directory: str, name: str) -> dict:
+    return {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.join(directory, name)}}
+
+
+class ScoreStore:
+    """Per-epoch ppl/loss arrays of one model on one dataset."""
+
+    def __init__(self, directory: str, arrays: dict[str, ts.TensorStore], meta: dict):
+        self.directory, self._arrays, self.meta = directory, arrays, meta
+
+    @classmethod
+    def create(cls, directory: str, num_rows: int, num_samples: int, meta: dict) -> "ScoreStore":
+        os.makedirs(directory, exist_ok=True)
+        arrays = {
+            name: ts.open(
+                _spec(directory, name), create=True, delete_existing=True, dtype=ts.float32,
+                shape=[num_rows, num_samples], chunk_layout=ts.ChunkLayout(chunk_shape=[1, num_samples]),
+                fill_value=np.nan,
+            ).result()
+            for name in ARRAYS
+        }
+        atomic.write_json(os.path.join(directory, "meta.json"), meta)
+        return cls(directory, arrays, meta)
+
+    @classmethod
+    def open(cls, directory: str) -> "ScoreStore":
+        with open(os.path.join(directory, "meta.json")) as f:
+            meta = json.load(f)
+        return cls(directory, {name: ts.open(_spec(directory, name)).result() for name in ARRAYS}, meta)
+
+    def write_row(self, row: int, loss_sum: np.ndarray, count: np.ndarray) -> None:
+        self._arrays["loss"][row].write(mean_loss(loss_sum, count).astype(np.float32)).result()
+        self._arrays["ppl"][row].write(perplexity(loss_sum, count).astype(np.float32)).result()
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        """Every row of one array at once (an import)."""
+        self._arrays[name].write(np.asarray(values, np.float32)).result()
+
+    def read(self, name: str = "ppl") -> np.ndarray:
+        return np.asarray(self._arrays[name].read().result())
+
+    def done_rows(self) -> list[int]:
+        ppl = self.read("ppl")
+        return [i for i in range(ppl.shape[0]) if not np.isnan(ppl[i]).any()]
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -74,25 +135,12 @@ def load_reference_scores(directory: str | Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# One score format everywhere: the probe's ScoreStore layout (lpjax.scoring).
-#
-# A score directory holds zarr arrays `ppl` and `loss`, [epochs + 1, N]
-# float32 (row 0 before training, row i after epoch i), and meta.json. The
-# probe writes it while it trains; import_scores converts the authors'
-# pickles into it; load_scores reads either, refusing scores computed on
-# other records than the ones in use.
+# One score format everywhere: the probe writes a ScoreStore while it trains;
+# import_scores converts the authors' pickles into one; load_scores reads
+# either, refusing scores computed on other records than the ones in use.
 
 REQUIRED_META = ("model", "template", "max_len")
 SCORE_KINDS = ("ppl", "loss")
-
-
-def _zarr(directory: Path, name: str):
-    import tensorstore as ts
-
-    # The arrays ScoreStore.create laid out; opened through zarr's own
-    # metadata, so this writes exactly what ScoreStore reads.
-    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": str(directory / name)}}
-    return ts.open(spec).result()
 
 
 def import_scores(
@@ -116,11 +164,6 @@ def import_scores(
     and renamed into place, so it appears whole or not at all; an existing
     `dst_dir` is replaced only with ``overwrite=True``. Returns `dst_dir`.
     """
-    import shutil
-    import tempfile
-
-    from lpjax.scoring import ScoreStore
-
     src, dst = Path(src), Path(dst_dir)
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
@@ -152,22 +195,10 @@ def import_scores(
         "num_samples": int(rows.shape[1]),
         "rows": "row 0 = before training, row i = after epoch i",
     }
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.import-"))
-    try:
-        ScoreStore.create(str(tmp), rows.shape[0], rows.shape[1], full_meta)
+    with atomic.directory(dst) as tmp:
+        store = ScoreStore.create(tmp, rows.shape[0], rows.shape[1], full_meta)
         for name, values in (("ppl", ppl), ("loss", loss)):
-            _zarr(tmp, name).write(values.astype(np.float32)).result()
-        if dst.exists():
-            old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.old-"))
-            os.replace(dst, old / "scores")
-            os.replace(tmp, dst)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            store.write(name, values)
     return dst
 
 
@@ -181,8 +212,6 @@ def load_scores(
     skip the check on purpose), and, with `require_complete`, when a row was
     never written (NaN: an interrupted probe run).
     """
-    from lpjax.scoring import ScoreStore
-
     directory = Path(directory)
     if not (directory / "meta.json").is_file():
         raise FileNotFoundError(f"{directory}: not a score directory (no meta.json)")

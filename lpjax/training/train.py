@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from lpjax import sharding
 from lpjax.aot import AotFunction
-from lpjax.checkpoint import Checkpointer
+from lpjax.training.checkpoint import Checkpointer
 from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, training_batches
 from lpjax.loss import example_loss
 
@@ -71,8 +71,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    batch_sh = {k: sharding.batch_sharding(mesh) if k in ROW_KEYS else sharding.replicated(mesh)
-                for k in batch_keys}
+    batch_sh = sharding.batch_shardings(mesh, batch_keys, ROW_KEYS)
     return jax.jit(step, in_shardings=(param_sh, opt_sh, batch_sh),
                    out_shardings=(param_sh, opt_sh, sharding.replicated(mesh)), donate_argnums=(0, 1))
 
@@ -135,7 +134,7 @@ def train(
         for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
                                       resp_multiple, prefixes):
             batch.pop("index")
-            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size))
+            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
             step += 1
             batch_pos += 1
             if step % cfg.log_every == 0 or step == total:

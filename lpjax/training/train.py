@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from absl import logging
 from flax import nnx
@@ -22,12 +21,13 @@ from jax.sharding import Mesh, NamedSharding
 
 from lpjax import sharding
 from lpjax.aot import AotFunction
+from lpjax.config import TrainConfig
 from lpjax.training.checkpoint import Checkpointer
 from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, training_batches
 from lpjax.loss import example_loss
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """AdamW on a linear-warmup cosine schedule that ends at 0, as HF Trainer's
     `cosine` scheduler does."""
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
@@ -82,7 +82,7 @@ EpochHook = Callable[[int, Any], None]
 def train(
     model: nnx.Module,
     examples: Sequence,
-    cfg: ml_collections.ConfigDict,
+    cfg: TrainConfig,
     ckpt_dir: str,
     seed: int,
     on_epoch_end: EpochHook | None = None,
@@ -96,7 +96,7 @@ def train(
     so a run killed inside the hook redoes it on resume.
     """
     mesh = mesh or sharding.make_mesh((1, 1, 1), jax.devices()[:1])
-    model.remat = cfg.get("remat", "none")
+    model.remat = cfg.remat
     graphdef, params = nnx.split(model)
     param_sh = sharding.param_shardings(params, mesh)
     params = jax.device_put(params, param_sh)
@@ -114,8 +114,8 @@ def train(
     if cfg.batch_size % cfg.grad_accum:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum={cfg.grad_accum}")
     # Optional cheaper loss (lpjax/data/batching.py): same loss and gradients.
-    resp_multiple = cfg.pad_multiple if cfg.get("response_head", False) else None
-    prefixes = shared_prefixes(examples) if cfg.get("shared_prefix", False) else None
+    resp_multiple = cfg.pad_multiple if cfg.response_head else None
+    prefixes = shared_prefixes(examples) if cfg.shared_prefix else None
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
     step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys),

@@ -112,7 +112,7 @@ def test_plots_are_valid_pngs_written_atomically(probes, tmp_path):
 def test_transfer_report(probes, tmp_path):
     labels = np.arange(2000) % 37
     text = transfer_report(probes, (1, 10), clusters=labels, metric_name="lp1",
-                           plot_dir=tmp_path / "plots", report_dir=tmp_path)
+                           plot_dir=tmp_path / "plots", link_dir="plots")
     assert text.startswith("## Hardness transfer across probes")
     assert "### Kendall tau-b" in text and "### Spearman rho" in text and "| small | target |" in text
     tau = correlation_matrix(probes)

@@ -1,19 +1,18 @@
-"""report.md: how the LP-selected subset tunes the target against the
-baselines, and what the probe found hard."""
+"""report: report.md, how the LP-selected subset tunes the target against
+the baselines, and what the probe found hard."""
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
 
-import ml_collections
 import numpy as np
 
 from lpjax import atomic
 from lpjax.scoring.store import ScoreStore
 from lpjax.selection.export import pool_stats_markdown
 from lpjax.selection.metrics import hard_is_low
-from lpjax.stages import Workdir
+from lpjax.workdir import Stage, StageContext
 
 
 def _load(path: str):
@@ -39,13 +38,6 @@ def hardness_by_group(records: list[dict], chosen: list[int], metric: np.ndarray
     return rows
 
 
-def _stage(work: Workdir, name: str) -> dict | None:
-    try:
-        return _load(work.path(name, "stage.json"))["summary"]
-    except FileNotFoundError:
-        return None
-
-
 def _length_bin(words: int) -> str:
     for low, high in ((0, 9), (10, 49), (50, 149)):
         if words <= high:
@@ -53,27 +45,33 @@ def _length_bin(words: int) -> str:
     return "150+"
 
 
-def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
-    data, probe, sel = _stage(work, "data"), _stage(work, "probe"), _stage(work, "select")
-    metric_file = _load(work.path("select", "metric.json"))
+def run(ctx: StageContext) -> dict:
+    """report.md, written into this stage's directory (the pipeline copies it
+    to <workdir>/report.md); its links are relative to the workdir."""
+    cfg, inp = ctx.cfg, ctx.inputs
+    data, probe, sel = inp["data"], inp["probe"], inp["select"]
+    evaluations = inp["evaluations"] or {}
+    metric_file = _load(os.path.join(sel.dir, "metric.json"))
     metric = np.asarray(metric_file["values"], float)
-    records = [json.loads(line) for line in open(work.path("data", "train.jsonl"))]
-    chosen = _load(work.path("select", f"indices_{cfg.select.metric}.json"))
-    sel_summary = _load(work.path("select", "summary.json"))
-    how = ("per cluster (chunk rule of the authors' code, part `%s`)" % cfg.select.part if sel["clustered"]
+    records = [json.loads(line) for line in open(os.path.join(data.dir, "train.jsonl"))]
+    chosen = _load(os.path.join(sel.dir, f"indices_{cfg.select.metric}.json"))
+    sel_summary = _load(os.path.join(sel.dir, "summary.json"))
+    how = ("per cluster (chunk rule of the authors' code, part `%s`)" % cfg.select.part if sel.summary["clustered"]
            else "globally")
-    source = f"`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)" if probe else f"scores from `{cfg.select.scores}`"
+    source = (f"`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)" if probe
+              else f"scores from `{cfg.select.score_files}`")
 
     lines = [
         "# lpjax report", "",
-        f"Workdir `{work.root}`, seed {cfg.seed}, data `{cfg.data.source}` "
-        f"({data['num_train']} train / {data['num_test']} held-out records, fingerprint `{data['fingerprint'][:16]}`).",
+        f"Seed {cfg.seed}, data `{cfg.data.source}` "
+        f"({data.summary['num_train']} train / {data.summary['num_test']} held-out records, "
+        f"fingerprint `{data.summary['fingerprint'][:16]}`).",
         "",
         f"Selection: `{cfg.select.metric}` on {metric_file['score']} ({source}), the {cfg.select.percent:g} % "
-        f"hardest {how}: " + ", ".join(f"`{n}` {c}" for n, c in sel["subsets"].items()) + " samples.", "",
+        f"hardest {how}: " + ", ".join(f"`{n}` {c}" for n, c in sel.summary["subsets"].items()) + " samples.", "",
     ]
-    if os.path.exists(work.path("evaluate", "results.json")):
-        results = _load(work.path("evaluate", "results.json"))
+    results = {name: _load(os.path.join(ev.dir, "results.json")) for name, ev in evaluations.items()}
+    if results:
         lines += [
             "## Target: selected subset vs baselines", "",
             f"The target (`{cfg.target.model}`, {cfg.target.train.epochs} epochs) was tuned on each subset and "
@@ -82,7 +80,8 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
         ]
         lines += _table(
             ["subset", "train samples", "test loss", "test mean ppl", "exact match"],
-            [[name, sel["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]] for name, r in results.items()],
+            [[name, sel.summary["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]]
+             for name, r in results.items()],
         )
         by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
         if by_kind:
@@ -92,11 +91,11 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
         lines += [""]
 
     if probe:
-        ppl = ScoreStore.open(work.path("probe", "scores")).read("ppl")
-        t = probe["truncation"]
+        ppl = ScoreStore.open(os.path.join(probe.dir, "scores")).read("ppl")
+        t = probe.summary["truncation"]
         lines += ["## Probe", "", "Mean training-set perplexity per epoch (row 0 = before training): "
                   + ", ".join(f"{float(np.mean(row)):.3f}" for row in ppl) + ".", "",
-                  f"Truncation at max_len={cfg.data.max_len} (policy `{probe['truncation_policy']}`): "
+                  f"Truncation at max_len={cfg.data.max_len} (policy `{cfg.data.truncation}`): "
                   f"{t['response_lost']} samples lost their whole response (under the authors' rule their ppl is "
                   f"1.0 and LP 0, so they rank hardest), {t['response_truncated']} lost part of it, "
                   f"{t['prompt_truncated']} had their input/instruction shortened to keep the response, "
@@ -119,13 +118,17 @@ def write_report(cfg: ml_collections.ConfigDict, work: Workdir) -> str:
     if sel_summary["transfer_markdown"]:
         lines += [sel_summary["transfer_markdown"], ""]
 
-    if os.path.exists(work.path("evaluate", "results.json")):
+    if results:
         lines += ["## Sample generations", ""]
-        for name, r in _load(work.path("evaluate", "results.json")).items():
+        for name, r in results.items():
             lines += [f"`{name}`:", ""]
             for s in r["samples"][:3]:
                 lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
             lines += [""]
-    path = work.path("report.md")
-    atomic.write_text(path, "\n".join(lines) + "\n")
-    return path
+    atomic.write_text(os.path.join(ctx.out, "report.md"), "\n".join(lines) + "\n")
+    return {}
+
+
+STAGE = Stage("report", run, reads=("seed", "data.source", "data.max_len", "data.truncation", "select",
+                                    "probe.model", "probe.train.epochs", "target.model", "target.train.epochs"),
+              needs=("data", "probe", "cluster", "select", "targets", "evaluations"))

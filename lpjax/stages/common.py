@@ -1,0 +1,47 @@
+"""What the probe, target and evaluate stages share: each side's tokenizer,
+model and encoding."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from lpjax import sharding
+from lpjax.data import formats, tokenize
+from lpjax.data.tokenizer import load_tokenizer
+from lpjax.models import registry
+from lpjax.workdir import StageResult
+
+# The data settings every model-facing stage encodes records with.
+ENCODE = ("data.max_len", "data.template", "data.truncation")
+
+
+def tokenizer_dir(side: Any, data: StageResult) -> str:
+    """A side's tokenizer: its explicit ``tokenizer``, else its checkpoint's
+    own, else (a preset) the BPE the data stage trained."""
+    if side.tokenizer:
+        return side.tokenizer
+    if (path := registry.tokenizer_path(side.model)) is not None:
+        return path
+    return os.path.join(data.dir, "tokenizer")
+
+
+def side_tokenizer(side: Any, data: StageResult):
+    return load_tokenizer(tokenizer_dir(side, data))
+
+
+def encode(data_cfg: Any, tok: Any, records: list[dict]) -> list[tokenize.Example]:
+    return tokenize.encode_all(tok, records, data_cfg.max_len, data_cfg.template, data_cfg.truncation)
+
+
+def read_split(data: StageResult, split: str) -> list[dict]:
+    return formats.load_records(os.path.join(data.dir, f"{split}.jsonl"), "jsonl")
+
+
+def read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def make_mesh(mesh_cfg: Any):
+    return sharding.make_mesh(tuple(mesh_cfg.shape))

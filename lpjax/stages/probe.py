@@ -1,0 +1,71 @@
+"""probe: fine-tune the small model on the training records and score every
+record before training and after each epoch (docs/method.md).
+
+Writes scores/ (zarr ppl and loss [epochs + 1, N]), with
+probe.score_response_only also scores_response_only/ (IFD's denominator),
+and ckpt/ (Orbax; a killed run resumes from it)."""
+from __future__ import annotations
+
+import os
+
+from absl import logging
+from flax import nnx
+
+from lpjax import sharding
+from lpjax.data import tokenize
+from lpjax.models import registry
+from lpjax.scoring.score import make_score_fn, score_examples
+from lpjax.scoring.store import ScoreStore
+from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_tokenizer
+from lpjax.training.train import train
+from lpjax.workdir import Stage, StageContext
+
+
+def run(ctx: StageContext) -> dict:
+    cfg, data = ctx.cfg, ctx.inputs["data"]
+    p = cfg.probe
+    tok = side_tokenizer(p, data)
+    model = registry.load_model(p.model, len(tok), cfg.seed, p.compute_dtype)
+    records = read_split(data, "train")
+    examples = encode(cfg.data, tok, records)
+    mesh = make_mesh(cfg.mesh)
+    graphdef, params0 = nnx.split(model)
+    score_fn = make_score_fn(graphdef, mesh)
+
+    meta = {"model": p.model, "template": cfg.data.template, "max_len": cfg.data.max_len,
+            "fingerprint": data.summary["fingerprint"], "rows": "row 0 = before training, row i = after epoch i"}
+    options = dict(token_budget=p.score_token_budget, response_head=p.score_response_head,
+                   shared_prefix=p.score_shared_prefix, max_len=cfg.data.max_len)
+    # The passes each epoch: the templated samples, and for IFD the responses
+    # alone (its denominator).
+    passes = {"scores": examples}
+    if p.score_response_only:
+        passes["scores_response_only"] = tokenize.encode_response_only_all(tok, records, cfg.data.max_len)
+    stores = {}
+    for name, pass_examples in passes.items():
+        score_dir = os.path.join(ctx.out, name)
+        if os.path.exists(os.path.join(score_dir, "meta.json")):
+            stores[name] = ScoreStore.open(score_dir)  # resuming an interrupted probe run
+        else:
+            stores[name] = ScoreStore.create(score_dir, p.train.epochs + 1, len(pass_examples), {**meta, "pass": name})
+
+    def score_epoch(epoch: int, params) -> None:
+        for name, store in stores.items():
+            if epoch in store.done_rows():
+                continue
+            loss_sum, count = score_examples(score_fn, params, passes[name], p.score_batch_size,
+                                             p.train.pad_multiple, **options)
+            store.write_row(epoch, loss_sum, count)
+            ppl = store.read("ppl")[epoch]
+            logging.info("probe: scored %s of epoch %d, mean ppl %.3f", name, epoch, float(ppl.mean()))
+            ctx.log_metrics({"stage": "probe_score", "pass": name, "epoch": epoch, "mean_ppl": float(ppl.mean())})
+
+    score_epoch(0, sharding.shard_params(params0, mesh))
+    train(model, examples, p.train, os.path.join(ctx.out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
+          log_metrics=ctx.log_metrics, name="probe", mesh=mesh)
+    lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
+    return {"num_scored": len(examples), "truncation": tokenize.truncation_stats(examples),
+            "response_lost_examples": lost[:20], "dropped": [i for i, ex in enumerate(examples) if ex.dropped]}
+
+
+STAGE = Stage("probe", run, reads=("seed", "probe", *ENCODE), needs=("data",), runtime=("mesh",))

@@ -1,0 +1,36 @@
+"""target/<subset>: tune the target model on one subset of the training
+records (its indices are the stage's parameter, so the same subset under
+another selection setting reuses this output).
+
+Writes ckpt/ (Orbax, resumable), params/ (the final weights) and, with
+target.export_hf, hf/ (a transformers checkpoint directory)."""
+from __future__ import annotations
+
+import os
+
+from flax import nnx
+
+from lpjax.models import hf, registry
+from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_tokenizer
+from lpjax.training.checkpoint import save_params
+from lpjax.training.train import train
+from lpjax.workdir import Stage, StageContext
+
+
+def run(ctx: StageContext) -> dict:
+    cfg, data = ctx.cfg, ctx.inputs["data"]
+    t = cfg.target
+    tok = side_tokenizer(t, data)
+    model = registry.load_model(t.model, len(tok), cfg.seed, t.compute_dtype)
+    records = read_split(data, "train")
+    examples = [ex for ex in encode(cfg.data, tok, [records[i] for i in ctx.params["indices"]]) if not ex.dropped]
+    params = train(model, examples, t.train, os.path.join(ctx.out, "ckpt"), cfg.seed, log_metrics=ctx.log_metrics,
+                   name=f"target[{ctx.params['subset']}]", mesh=make_mesh(cfg.mesh))
+    save_params(os.path.join(ctx.out, "params"), params)
+    if t.export_hf:
+        nnx.update(model, params)
+        hf.save_hf(model, os.path.join(ctx.out, "hf"), tok)
+    return {"num_train": len(examples)}
+
+
+STAGE = Stage("target", run, reads=("seed", "target", *ENCODE), needs=("data",), runtime=("mesh",))

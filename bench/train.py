@@ -63,7 +63,6 @@ ARGS = parse_args()
 CPUS = common.setup_threads(ARGS.threads)
 
 import jax  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -71,6 +70,7 @@ from flax import nnx  # noqa: E402
 from lpjax import sharding  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.models.hf import load_hf  # noqa: E402
+from lpjax.config import TrainConfig  # noqa: E402
 from lpjax.training.train import make_optimizer, make_train_step  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -106,12 +106,11 @@ class LpjaxTrainer:
                 kp = prefixes.tokens.shape[0]
                 executed += kp * pmax * flops.per_token_layers + flops.attention(kp * pmax, pmax)
         self.executed_per_batch = 3 * executed / len(batches)
-        # lpjax.train's own step (one device): params and optimizer state donated.
+        # lpjax's own train step (one device): params and optimizer state donated.
         mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
         param_sh = sharding.param_shardings(params, mesh)
         self.params = jax.device_put(params, param_sh)
-        cfg = ml_collections.ConfigDict(dict(lr=LR, warmup_ratio=0.03, weight_decay=0.0, b1=0.9, b2=0.999,
-                                             max_grad_norm=1.0))
+        cfg = TrainConfig(lr=LR, warmup_ratio=0.03, weight_decay=0.0, b1=0.9, b2=0.999, max_grad_norm=1.0)
         tx = make_optimizer(cfg, 10_000)
         self.opt_state = jax.jit(tx.init)(self.params)
         opt_sh = jax.tree_util.tree_map(lambda x: x.sharding, self.opt_state)

@@ -27,6 +27,7 @@ def run(cfg: Config) -> dict:
 
     results: dict[str, StageResult] = {}
     d = results["data"] = work.run(data.STAGE, cfg)
+    meta["data_fingerprint"] = d.summary["fingerprint"]
     p = work.run(probe.STAGE, cfg, {"data": d}) if cfg.select.scores_from == "probe" else None
     c = work.run(cluster.STAGE, cfg, {"data": d}) if cfg.cluster.method != "none" else None
     s = work.run(select.STAGE, cfg, {"data": d, "probe": p, "cluster": c})

@@ -212,6 +212,7 @@ class Workdir:
             else:
                 os.makedirs(directory, exist_ok=True)
                 atomic.write_json(os.path.join(directory, "stage.json"), {"key": key, "done": False, **described})
+                self._point(name, directory)  # progress (checkpoints, logs) is visible where the output will be
                 logging.info("stage %s: running (key %s)%s", name, key, " (resuming)" if state else "")
                 t0 = time.time()
                 view = ConfigView(cfg, frozenset(stage.reads + stage.runtime), name)

@@ -7,7 +7,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from lpjax import sharding
-from lpjax.config import base_config
+from lpjax.config import TrainConfig
 from lpjax.scoring.score import make_score_fn, plan_scoring, score_examples
 from lpjax.training.train import train
 from tests.helpers import prefixed_examples, random_examples, tiny_model
@@ -20,8 +20,7 @@ MESHES = [(1, 1, 1), (8, 1, 1), (2, 4, 1), (2, 2, 2)]
 
 def run_on(mesh_shape, tmp_path):
     mesh = sharding.make_mesh(mesh_shape, jax.devices()[: int(np.prod(mesh_shape))])
-    cfg = base_config().probe.train
-    cfg.update(dict(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000))
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000)
     examples = random_examples(24, VOCAB, seed=5)
     model = tiny_model(VOCAB, num_layers=1)
     params = train(model, examples, cfg, str(tmp_path / "x".join(map(str, mesh_shape))), seed=0, mesh=mesh)

@@ -6,7 +6,7 @@ import optax
 import pytest
 from flax import nnx
 
-from lpjax.config import base_config
+from lpjax.config import TrainConfig
 from lpjax.data.batching import collate
 from lpjax.data.tokenize import Example
 from lpjax.scoring.score import make_score_fn, score_examples
@@ -15,9 +15,7 @@ from tests.helpers import prefixed_examples, random_examples, tiny_model
 
 
 def small_train_cfg(**kw):
-    cfg = base_config().probe.train
-    cfg.update(dict(epochs=2, batch_size=4, lr=3e-3, log_every=1000, pad_multiple=8), **kw)
-    return cfg
+    return TrainConfig(**{**dict(epochs=2, batch_size=4, lr=3e-3, log_every=1000, pad_multiple=8), **kw})
 
 
 def test_collate_masks_exactly_the_response_predictions():

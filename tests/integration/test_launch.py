@@ -1,5 +1,6 @@
 """The launcher end to end on the micro config, in subprocesses as a user runs it."""
 import json
+from importlib import metadata
 import os
 import signal
 import subprocess
@@ -9,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from lpjax.data.formats import load_records
+from lpjax.data.formats import fingerprint, load_records
+from tests.conftest import REPO
 from lpjax.selection.metrics import lp_app
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def launch(workdir, *overrides, config="configs/lp_app.py:micro"):
@@ -58,27 +59,41 @@ def test_run_writes_report_scores_and_selection(first_run):
     subset = load_records(os.path.join(w, "select", "subset_lp_app.jsonl"))
     assert [r["output"] for r in subset] == [train[i]["output"] for i in chosen]
     run = json.load(open(os.path.join(w, "run.json")))
-    assert run["data_fingerprint"] and run["versions"]["jax"].startswith("0.10")
+    assert run["data_fingerprint"] == fingerprint(train) and run["versions"]["jax"] == metadata.version("jax")
     metrics = [json.loads(line) for line in open(os.path.join(w, "metrics.jsonl"))]
     assert any(m.get("stage") == "probe" and "samples_per_s" in m for m in metrics)
 
 
-def test_rerun_skips_finished_stages_and_config_change_reruns_downstream(first_run):
+def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_run):
     w = first_run
     n = len(actions(w))
     assert launch(w).returncode == 0
     again = actions(w)[n:]
     assert again and all(a["action"] == "skipped" for a in again)
 
+    first_select = os.path.realpath(os.path.join(w, "select"))
+    first_indices = json.load(open(os.path.join(w, "select", "indices_lp_app.json")))
     n = len(actions(w))
     assert launch(w, "--config.select.percent=50").returncode == 0
     ran = {a["stage"] for a in actions(w)[n:] if a["action"] == "ran"}
-    assert ran == {"select", "target/lp_app", "target/random", "evaluate", "report"}
+    # The probe is shared; the full-data target's subset did not change, so it is reused too.
+    assert ran == {"select", "target/lp_app", "evaluate/lp_app", "target/random", "evaluate/random", "report"}
     assert len(json.load(open(os.path.join(w, "select", "indices_lp_app.json")))) == 120
+    assert "| lp_app | 120 |" in open(os.path.join(w, "report.md")).read()
+
+    n = len(actions(w))
+    assert launch(w, "--config.select.percent=25").returncode == 0
+    back = actions(w)[n:]
+    assert back and all(a["action"] == "skipped" for a in back), back  # both selections were kept
+    assert os.path.realpath(os.path.join(w, "select")) == first_select
+    assert json.load(open(os.path.join(w, "select", "indices_lp_app.json"))) == first_indices
+    assert "| lp_app | 60 |" in open(os.path.join(w, "report.md")).read()
+    assert len(os.listdir(os.path.join(w, "store", "select"))) == 2 * 2  # two outputs (+ their lock files)
 
 
 def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
-    proc = launch(str(tmp_path), "--config.seed=7", "--config.stages=('select',)")
+    proc = launch(str(tmp_path), "--config.seed=7", "--config.target.enabled=False",
+                  "--config.evaluate.enabled=False")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fp = lambda w: json.load(open(os.path.join(w, "run.json")))["data_fingerprint"]
     assert fp(str(tmp_path)) != fp(first_run)
@@ -125,8 +140,26 @@ def test_bad_input_stops_before_training_with_one_line(tmp_path, content, needle
     path = tmp_path / "bad.json"
     path.write_text(content)
     w = tmp_path / "w"
-    proc = launch(str(w), f"--config.data.source={path}", "--config.data.tokenizer=train_bpe")
+    proc = launch(str(w), f"--config.data.source={path}")
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("lpjax: bad input")]
     assert len(errors) == 1 and "bad.json" in errors[0] and needle in errors[0], proc.stderr[-2000:]
     assert not os.path.exists(w / "probe")
+
+
+@pytest.mark.parametrize("overrides,field", [
+    (["--config.data.template=vicuna"], "data.template"),
+    (["--config.select.percent=-5"], "select.percent"),
+    (["--config.mesh.shape=(8,1,1)", "--config.target.train.batch_size=12"], "target.train.batch_size"),
+    (["--config.data.source=/nonexistent/alpaca.json"], "data.source"),
+], ids=["enum", "negative-percent", "mesh-split", "missing-path"])
+def test_bad_config_is_refused_before_the_data_stage(tmp_path, overrides, field):
+    w = tmp_path / "w"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={w}", *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"lpjax: {field}: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(w / "data") and not os.path.exists(w / "store")

@@ -9,9 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF = os.path.join(SHARED, "reference", "small2large")
 ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
 
@@ -45,9 +44,9 @@ def test_select_stage_alone_on_released_scores(tmp_path):
     cluster_file.write_text(json.dumps(clusters.tolist()))
     w = tmp_path / "w"
     cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/select_only.py", f"--config.workdir={w}",
-           f"--config.data.source={ALPACA}", f"--config.select.scores={os.path.join(REF, 'alpaca-opt-350m')}",
+           f"--config.data.source={ALPACA}", f"--config.select.score_files={os.path.join(REF, 'alpaca-opt-350m')}",
            f"--config.select.compare=('{os.path.join(REF, 'alpaca-opt-13b')}',)",
-           f"--config.select.clusters={cluster_file}", "--config.select.percent=1",
+           "--config.cluster.method=file", f"--config.cluster.file={cluster_file}", "--config.select.percent=1",
            "--config.select.baselines=('clust_rand',)", "--config.select.export_formats=('jsonl',)"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "XLA_FLAGS": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]

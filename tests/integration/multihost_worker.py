@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from lpjax import sharding  # noqa: E402
-from lpjax.config import base_config  # noqa: E402
+from lpjax.config import TrainConfig  # noqa: E402
 from lpjax.data import batching  # noqa: E402
 from lpjax.scoring.score import make_score_fn, score_examples  # noqa: E402
 from lpjax.training.train import train  # noqa: E402
@@ -37,8 +37,7 @@ def recording_collate(examples, indices, *args, **kwargs):
 batching.collate = recording_collate
 
 mesh = sharding.make_mesh((4, 1, 1))
-cfg = base_config().probe.train
-cfg.update(dict(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000))
+cfg = TrainConfig(epochs=1, batch_size=8, lr=3e-3, pad_multiple=40, log_every=1000)
 examples = random_examples(24, 64, seed=5)
 model = tiny_model(64, num_layers=1)
 params = train(model, examples, cfg, os.path.join(out, "ckpt"), seed=0, mesh=mesh)  # one shared directory, as on a pod

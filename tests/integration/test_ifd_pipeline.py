@@ -7,9 +7,11 @@ import numpy as np
 from absl import logging
 
 from configs.lp_app import get_config
-from lpjax import pipeline
+from lpjax import config, pipeline
+from lpjax.data import tokenize
 from lpjax.data.formats import load_records
-from lpjax.stages import Workdir
+from lpjax.data.tokenizer import load_tokenizer
+from lpjax.models import registry
 
 
 def reference_ppl(model, sequences: list[list[int]], first_scored: list[int]) -> np.ndarray:
@@ -34,13 +36,15 @@ def test_ifd_selects_by_ppl_with_prompt_over_ppl_alone(tmp_path):
     cfg = get_config("micro")
     cfg.workdir = str(tmp_path / "w")
     cfg.select.metric = "ifd"  # row 0: the untuned probe, which the test can rebuild from the seed
-    cfg.stages = ("select",)
-    pipeline.run(cfg)
-    work = Workdir(cfg.workdir)
-    records = load_records(work.path("data", "train.jsonl"))
-    tok, model = pipeline.side_model(cfg, work, "probe")  # the same seed: the probe before training
+    cfg.target.enabled = cfg.evaluate.enabled = False
+    config.validate(config.finalize(cfg))
+    w = pipeline.run(cfg)["workdir"]
+    path = lambda *parts: os.path.join(w, *parts)
+    records = load_records(path("data", "train.jsonl"))
+    tok = load_tokenizer(path("data", "tokenizer"))
+    model = registry.load_model(cfg.probe.model, len(tok), cfg.seed)  # the same seed: the probe before training
 
-    templated = pipeline.encode(cfg, tok, records)
+    templated = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template, cfg.data.truncation)
     with_prompt = reference_ppl(model, [list(ex.ids) for ex in templated], [ex.prompt_len for ex in templated])
     # The response alone: BOS (when the tokenizer has one) + output + EOS, scored after BOS.
     head = [] if tok.bos_token_id is None else [tok.bos_token_id]
@@ -48,11 +52,11 @@ def test_ifd_selects_by_ppl_with_prompt_over_ppl_alone(tmp_path):
                  [: cfg.data.max_len] for r in records]
     alone = reference_ppl(model, alone_ids, [len(head)] * len(records))
 
-    with open(work.path("select", "metric.json")) as f:
+    with open(path("select", "metric.json")) as f:
         metric = np.array(json.load(f)["values"])
     np.testing.assert_allclose(metric, with_prompt / alone, rtol=2e-4)
     # High IFD is hard: the "ifd" subset is the top percent of the metric.
-    chosen = json.load(open(work.path("select", "indices_ifd.json")))
+    chosen = json.load(open(path("select", "indices_ifd.json")))
     k = round(cfg.select.percent / 100 * len(records))
     assert sorted(chosen) == sorted(np.argsort(-metric, kind="stable")[:k].tolist())
-    assert os.path.isdir(work.path("probe", "scores_response_only"))
+    assert os.path.isdir(path("probe", "scores_response_only"))

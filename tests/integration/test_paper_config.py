@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
 GPT2 = os.path.join(SHARED, "tokenizers", "gpt2")
 
@@ -39,7 +38,8 @@ def test_paper_config_runs_with_tiny_opt_stand_ins(tmp_path):
     overrides = [
         f"--config.workdir={w}", f"--config.probe.model={probe}", f"--config.target.model={target}",
         f"--config.data.source={ALPACA}", f"--config.data.limit={n}", "--config.data.max_len=128",
-        f"--config.select.clusters={tmp_path / 'clusters.json'}", "--config.select.percent=25",
+        "--config.cluster.method=file", f"--config.cluster.file={tmp_path / 'clusters.json'}",
+        "--config.select.percent=25",
         "--config.probe.train.batch_size=16", "--config.target.train.batch_size=16", "--config.target.train.epochs=1",
         "--config.probe.score_batch_size=16", "--config.target.train.pad_multiple=32",
         "--config.probe.train.pad_multiple=32", "--config.select.export_formats=('jsonl',)",

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import REPO
 
 
 def free_port():
@@ -19,7 +19,7 @@ def free_port():
 
 def run(num_processes, out):
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.multihost_worker", str(i), str(num_processes), port, str(out)],
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.integration.multihost_worker", str(i), str(num_processes), port, str(out)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(num_processes)]
     for p in procs:

@@ -1,0 +1,63 @@
+"""Every stage body reads only the config fields its declaration names.
+
+The bodies run behind a view of the config that raises UndeclaredRead on
+any other field (lpjax/workdir.py), so running the pipeline through every
+branch of every stage is the check: a body that reads an undeclared field
+fails here."""
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+from configs.lp_app import get_config
+from lpjax import config, pipeline
+from lpjax.config import get_path
+from lpjax.scoring.store import ScoreStore
+from lpjax.stages import cluster, data, evaluate, probe, report, select, target
+
+
+def test_declared_paths_exist_in_the_config():
+    cfg = config.Config()
+    for stage in (data.STAGE, probe.STAGE, cluster.STAGE, select.STAGE, target.STAGE, evaluate.STAGE, report.STAGE):
+        for path in stage.reads + stage.runtime:
+            get_path(cfg, path)  # AttributeError on a misspelt declaration
+
+
+def run(cfg):
+    config.validate(config.finalize(cfg))
+    return pipeline.run(cfg)["stages"]
+
+
+def test_every_stage_and_branch_runs_within_its_declaration(tmp_path):
+    logging.set_verbosity(logging.WARNING)
+    # Probe with the response-alone pass, clusters from a file, clust_rand,
+    # targets and their evaluation, the report of all of it.
+    cfg = get_config("micro")
+    cfg.workdir = str(tmp_path / "a")
+    cfg.select.metric = "ifd1"
+    n = cfg.data.synthetic.num_train
+    (tmp_path / "clusters.txt").write_text("\n".join(str(i % 5) for i in range(n)))
+    cfg.cluster.method, cfg.cluster.file = "file", str(tmp_path / "clusters.txt")
+    cfg.select.baselines = ("clust_rand",)
+    cfg.target.train.epochs = 1
+    a = run(cfg)
+    assert {"data", "probe", "cluster", "select", "target/ifd1", "evaluate/clust_rand", "report"} <= set(a)
+
+    # Scores from files (this run's score directory) with a comparison,
+    # MiniLM clusters, no target: the other branches of select and report.
+    cfg = get_config("micro")
+    cfg.workdir = str(tmp_path / "b")
+    cfg.select.scores_from = "files"
+    cfg.select.score_files = os.path.join(a["probe"].dir, "scores")
+    cfg.select.compare = (os.path.join(a["probe"].dir, "scores"),)
+    cfg.cluster.method, cfg.cluster.num_clusters = "minilm", 4
+    cfg.data.train_tokenizer = False
+    cfg.target.enabled = cfg.evaluate.enabled = False
+    b = run(cfg)
+    assert "probe" not in b and b["cluster"].summary["num_clusters"] == 4
+    assert "Hardness transfer" in open(os.path.join(cfg.workdir, "report.md")).read()
+    # The same records and scores as run a: LP_app of a's stored perplexities.
+    metric = np.asarray(json.load(open(os.path.join(b["select"].dir, "metric.json")))["values"])
+    ppl = ScoreStore.open(os.path.join(a["probe"].dir, "scores")).read("ppl").astype(np.float64)
+    np.testing.assert_allclose(metric, (ppl[0] - ppl[1]) / ppl[0], rtol=1e-6)

@@ -1,0 +1,121 @@
+"""The typed config: every shipped config validates, and a config that
+cannot work is refused with the offending field named."""
+import dataclasses
+import importlib
+
+import pytest
+
+from lpjax import config
+from lpjax.config import Config, ConfigError, validate
+
+
+def micro() -> Config:
+    return importlib.import_module("configs.lp_app").get_config("micro")
+
+
+@pytest.mark.parametrize("name", ["lp_app", "lp", "select_only", "paper_opt_alpaca", "real_example"])
+def test_shipped_configs_are_typed_and_distinct(name):
+    cfg = importlib.import_module(f"configs.{name}").get_config()
+    assert isinstance(cfg, Config) and isinstance(cfg.probe.train, config.TrainConfig)
+    # Sections are separate objects: changing the probe's training leaves the target's alone.
+    cfg.probe.train.lr = 0.5
+    assert cfg.target.train.lr != 0.5
+
+
+def test_micro_and_lp_app_validate():
+    validate(micro())
+    validate(importlib.import_module("configs.lp_app").get_config())
+
+
+def set_path(cfg, path, value):
+    *parents, leaf = path.split(".")
+    obj = cfg
+    for p in parents:
+        obj = getattr(obj, p)
+    setattr(obj, leaf, value)
+
+
+@pytest.mark.parametrize("path,value,field,needle", [
+    ("data.template", "vicuna", "data.template", "not one of"),
+    ("data.truncation", "cut", "data.truncation", "not one of"),
+    ("select.metric", "lp_approx", "select.metric", "unknown metric"),
+    ("select.percent", -5.0, "select.percent", "(0, 100]"),
+    ("select.percent", 150.0, "select.percent", "(0, 100]"),
+    ("select.part", "mid", "select.part", "needs clusters"),
+    ("select.baselines", ("random", "clust_rand"), "select.baselines", "needs clusters"),
+    ("select.score", "logits", "select.score", "not one of"),
+    ("probe.train.remat", "some", "probe.train.remat", "not one of"),
+    ("probe.train.lr", 0.0, "probe.train.lr", "(0, 1]"),
+    ("probe.train.epochs", 0, "probe.train.epochs", "at least 1"),
+    ("probe.compute_dtype", "float16", "probe.compute_dtype", "not one of"),
+    ("probe.model", "llama-huge", "probe.model", "neither a preset"),
+    ("target.model", "/nonexistent/ckpt", "target.model", "neither a preset"),
+    ("data.source", "/nonexistent/data.json", "data.source", "no such file"),
+    ("data.test_source", "/nonexistent/test.json", "data.test_source", "no such file"),
+    ("cluster.method", "kmeans", "cluster.method", "not one of"),
+    ("cluster.file", "/nonexistent/clusters.json", "cluster.file", "does not read it"),
+    ("select.scores_from", "files", "select.score_files", "needs a score directory"),
+    ("select.score_files", "/x", "select.score_files", "scores_from=probe"),
+    ("select.compare", ("/nonexistent/scores",), "select.compare[0]", "no such"),
+    ("mesh.shape", (3, 1, 1), "mesh.shape", "devices"),
+    ("evaluate.batch_size", 0, "evaluate.batch_size", "at least 1"),
+    ("data.vocab_size", 100, "data.vocab_size", "at least 259"),
+])
+def test_bad_values_are_refused_naming_the_field(path, value, field, needle):
+    cfg = micro()
+    set_path(cfg, path, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, num_devices=1)
+    assert err.value.field == field and needle in err.value.message, str(err.value)
+
+
+def test_batch_sizes_must_split_over_the_mesh():
+    cfg = micro()
+    cfg.mesh.shape = (-1, 1, 1)
+    validate(cfg, num_devices=8)  # 16-row batches over 8 devices
+    cfg.target.train.batch_size = 12
+    with pytest.raises(ConfigError, match=r"target.train.batch_size: 12 .*data x fsdp = 8"):
+        validate(cfg, num_devices=8)
+    cfg = micro()
+    cfg.probe.train.grad_accum = 3
+    with pytest.raises(ConfigError, match="probe.train.batch_size: 16 is not divisible by grad_accum=3"):
+        validate(cfg)
+
+
+def test_cross_field_rules():
+    cfg = micro()
+    cfg.select.metric = "lp3"  # the micro probe trains one epoch
+    with pytest.raises(ConfigError, match="probe.train.epochs: .*after epoch 3"):
+        validate(cfg)
+    cfg = micro()
+    cfg.target.enabled = False
+    with pytest.raises(ConfigError, match="evaluate.enabled: evaluation needs tuned targets"):
+        validate(cfg)
+    cfg.evaluate.enabled = False
+    validate(cfg)
+    cfg = micro()
+    cfg.data.test_size = 0
+    with pytest.raises(ConfigError, match="evaluate.enabled: no held-out split"):
+        validate(cfg)
+    cfg = micro()
+    cfg.data.train_tokenizer = False
+    with pytest.raises(ConfigError, match="probe.tokenizer: preset 'llama-micro' has no tokenizer"):
+        validate(cfg)
+
+
+def test_ifd_switches_on_the_response_alone_pass():
+    cfg = micro()
+    assert not config.finalize(cfg).probe.score_response_only
+    cfg.select.metric = "ifd1"
+    assert config.finalize(cfg).probe.score_response_only
+
+
+def test_every_section_is_a_dataclass_without_dual_meaning_fields():
+    # Fields that once meant several things are gone (select.clusters,
+    # data.tokenizer, select.scores, stages).
+    cfg = Config()
+    assert not hasattr(cfg.select, "clusters") and not hasattr(cfg.select, "scores")
+    assert not hasattr(cfg.data, "tokenizer") and not hasattr(cfg, "stages")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        assert dataclasses.is_dataclass(value) or isinstance(value, (str, int))

@@ -238,7 +238,7 @@ def run_models(args, bench_model) -> tuple[dict, dict, list[dict]]:
     """Measure the peak, bench each of args.models ("smollm2", "tiny") with
     bench_model(name, ckpt, tokenizer, examples), remeasure the peak and add
     each side's fraction of it. Returns (machine info, peak, runs)."""
-    from lpjax.models.registry import load_tokenizer
+    from lpjax.data.tokenizer import load_tokenizer
 
     info = machine_info(args.threads)
     peak = measure_peak()
@@ -265,7 +265,7 @@ def run_models(args, bench_model) -> tuple[dict, dict, list[dict]]:
 def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
     """Per-sample response perplexities the authors' way: transformers'
     model on batches in dataset order padded to the longest, full logits,
-    CrossEntropy over the response tokens; ppl 1.0 without any (DESIGN.md §1)."""
+    CrossEntropy over the response tokens; ppl 1.0 without any (docs/method.md)."""
     import numpy as np
     import torch
 

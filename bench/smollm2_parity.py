@@ -72,7 +72,7 @@ def torch_ppl(ckpt: str, examples, batch_size: int, pad_id: int) -> tuple[np.nda
 
 def compare(ckpt: str, data: str = ALPACA, num: int = 128, max_len: int = 512, batch_size: int = 8,
             multiple: int = 64, torch_batch_size: int | None = None, passes: int = 2) -> dict:
-    from lpjax.models.registry import load_tokenizer
+    from lpjax.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(ckpt)
     examples = load_examples(tokenizer, data, num, max_len)

@@ -1,10 +1,10 @@
-"""Tokenize records into (ids, prompt length) pairs; train the small BPE for the default run.
+"""Tokenize records into (ids, prompt length) pairs (tokenizers themselves: lpjax/data/tokenizer.py).
 
-The authors' semantics (DESIGN.md §1): prompt and output are tokenized
+The authors' semantics (docs/method.md): prompt and output are tokenized
 together, EOS is appended, the result is cut to the first ``max_len`` tokens,
 and the prompt length is the token count of the prompt tokenized alone. With
 a long prompt this cuts the response away entirely (ppl 1.0 at every epoch,
-LP 0, ranked hardest: DESIGN's "known flaw"). ``truncation`` chooses:
+LP 0, ranked hardest: docs/method.md, "The known flaw"). ``truncation`` chooses:
 
 - ``"official"``: exactly the authors' rule above.
 - ``"keep_response"`` (default): a record that fits is encoded exactly as
@@ -24,18 +24,12 @@ LP 0, ranked hardest: DESIGN's "known flaw"). ``truncation`` chooses:
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from .template import PROMPT_INPUT, PROMPT_NO_INPUT, build_prompt
-
-PAD, BOS, EOS = "<pad>", "<s>", "</s>"
-_BYTE_ALPHABET = 256
-
 
 TRUNCATIONS = ("official", "keep_response", "drop")
 
@@ -66,7 +60,7 @@ def truncated_response(ex: Example) -> bool:
 
 
 def response_lost(ex: Example) -> bool:
-    """No response token left: DESIGN's flaw, where ppl is 1.0 at every epoch."""
+    """No response token left: the known flaw of docs/method.md, where ppl is 1.0 at every epoch."""
     return ex.prompt_len >= len(ex.ids)
 
 
@@ -305,45 +299,3 @@ def encode_response_only_all(tokenizer: Any, records: list[dict], max_len: int) 
 def encode_response_only(tokenizer: Any, record: dict, max_len: int) -> Example:
     """``encode_response_only_all`` for one record."""
     return encode_response_only_all(tokenizer, [record], max_len)[0]
-
-
-def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on ``texts``, save it to ``out_dir`` and return it.
-
-    Ids 0, 1, 2 are ``<pad>``, ``<s>`` (BOS, prepended to every sequence as
-    Llama does) and ``</s>`` (EOS). Byte-level BPE covers every string, so no
-    ``<unk>`` is needed. The saved directory reopens with ``AutoTokenizer``.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    specials = [PAD, BOS, EOS]
-    if vocab_size < _BYTE_ALPHABET + len(specials):
-        raise ValueError(f"vocab_size must be at least {_BYTE_ALPHABET + len(specials)}")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        # The full byte alphabet, so text unseen in training still encodes.
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    bos_id = tok.token_to_id(BOS)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
-    )
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
-    wrapped.save_pretrained(out_dir)
-    return wrapped
-
-
-def load_tokenizer(path: str) -> Any:
-    """Open a saved tokenizer directory, never touching the network."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: not a tokenizer directory")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"{path}: tokenizer has no eos token; responses must end with one")
-    return tokenizer

@@ -9,8 +9,9 @@ from transformers import AutoTokenizer
 from lpjax.data.template import PROMPT_INPUT, PROMPT_NO_INPUT, build_prompt
 from lpjax.data.tokenize import (
     TRUNCATIONS, Example, encode, encode_all, encode_response_only, encode_response_only_all, kept_indices,
-    load_tokenizer, response_lost, train_tokenizer, truncated_response, truncation_stats,
+    response_lost, truncated_response, truncation_stats,
 )
+from lpjax.data.tokenizer import train_bpe
 
 GPT2 = "/work/shared/tokenizers/gpt2"
 TEXTS = [
@@ -30,7 +31,7 @@ PROMPT = (
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("tok")
-    return train_tokenizer(TEXTS, 400, str(out)), str(out)
+    return train_bpe(TEXTS, 400, str(out)), str(out)
 
 
 @pytest.fixture(scope="module")
@@ -38,32 +39,6 @@ def gpt2():
     if not os.path.isdir(GPT2):
         pytest.skip(f"{GPT2} is not available on this machine")
     return AutoTokenizer.from_pretrained(GPT2), Tokenizer.from_file(f"{GPT2}/tokenizer.json")
-
-
-def test_trained_special_ids_and_bos(trained):
-    tok, _ = trained
-    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
-    assert [tok.convert_ids_to_tokens(i) for i in (0, 1, 2)] == ["<pad>", "<s>", "</s>"]
-    ids = tok("cat dog")["input_ids"]
-    assert ids[0] == 1 and 1 not in ids[1:]
-    # Byte-level: text never seen in training round-trips exactly.
-    assert tok.decode(tok("héllo → wörld", add_special_tokens=False)["input_ids"]) == "héllo → wörld"
-
-
-def test_trained_round_trips_through_auto_tokenizer(trained):
-    tok, out = trained
-    reopened = AutoTokenizer.from_pretrained(out)
-    for text in TEXTS[:4] + ["unseen Ωmega 123"]:
-        assert reopened(text)["input_ids"] == tok(text)["input_ids"]
-    assert (reopened.pad_token, reopened.bos_token, reopened.eos_token) == ("<pad>", "<s>", "</s>")
-    assert load_tokenizer(out)(TEXTS[0])["input_ids"] == tok(TEXTS[0])["input_ids"]
-
-
-def test_training_is_deterministic(trained, tmp_path):
-    _, out = trained
-    train_tokenizer(TEXTS, 400, str(tmp_path))
-    with open(f"{out}/tokenizer.json") as a, open(tmp_path / "tokenizer.json") as b:
-        assert a.read() == b.read()
 
 
 def test_encode_with_trained_tokenizer(trained):
@@ -138,24 +113,10 @@ def test_chat_template_adds_no_second_bos(trained):
     assert ex.ids.tolist().count(1) == 1
 
 
-def test_bad_arguments(trained, tmp_path):
+def test_bad_arguments(trained):
     tok, _ = trained
     with pytest.raises(ValueError, match="max_len"):
         encode(tok, RECORD, 0)
-    with pytest.raises(ValueError, match="vocab_size"):
-        train_tokenizer(TEXTS, 100, str(tmp_path))
-    with pytest.raises(FileNotFoundError):
-        load_tokenizer(str(tmp_path / "missing"))
-
-
-def test_load_tokenizer_without_eos_fails(tmp_path):
-    if not os.path.isdir(GPT2):
-        pytest.skip(f"{GPT2} is not available on this machine")
-    tok = AutoTokenizer.from_pretrained(GPT2)
-    tok.eos_token = None
-    tok.save_pretrained(str(tmp_path))
-    with pytest.raises(ValueError, match="no eos token"):
-        load_tokenizer(str(tmp_path))
 
 
 def test_example_is_frozen():
@@ -209,7 +170,7 @@ def any_tok(request, tmp_path_factory):
             pytest.skip(f"{GPT2} is not available on this machine")
         return AutoTokenizer.from_pretrained(GPT2), Tokenizer.from_file(f"{GPT2}/tokenizer.json"), "<|endoftext|>"
     out = tmp_path_factory.mktemp("tok2")
-    tok = train_tokenizer(TEXTS + [_text(200, 9)], 400, str(out))
+    tok = train_bpe(TEXTS + [_text(200, 9)], 400, str(out))
     return tok, Tokenizer.from_file(f"{out}/tokenizer.json"), "</s>"
 
 

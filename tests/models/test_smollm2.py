@@ -34,9 +34,9 @@ def test_smollm2_answers_like_transformers():
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lpjax.data.tokenizer import load_tokenizer
     from lpjax.evaluation.generate import generate
     from lpjax.models.hf import load_hf
-    from lpjax.models.registry import load_tokenizer
 
     tok = load_tokenizer(CKPT)
     chat = [{"role": "user", "content": "What is the capital of France?"}]

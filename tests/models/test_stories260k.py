@@ -3,9 +3,10 @@ import os
 
 import pytest
 
+from lpjax.data.tokenizer import load_tokenizer
 from lpjax.evaluation.generate import generate
 from lpjax.models.hf import load_hf
-from lpjax.models.registry import load_tokenizer, tokenizer_path
+from lpjax.models.registry import tokenizer_path
 from tests.conftest import SHARED
 
 STORIES = os.path.join(SHARED, "models", "stories260k")

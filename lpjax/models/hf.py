@@ -1,9 +1,10 @@
 """Hugging Face checkpoint directories in and out, without torch.
 
-`load_hf` reads `config.json`, picks the family by `model_type`, builds the
-module abstractly (no random init) and streams the safetensors tensors into
-it one at a time (single file or sharded with an index), so the host never
-holds two full copies of the weights. `save_hf` writes config.json, sharded
+`load_hf` reads `config.json`, picks the family by `model_type`
+(lpjax/models/family.py), builds the module abstractly (no random init) and
+streams the safetensors tensors into it one at a time (single file or
+sharded with an index), so the host never holds two full copies of the
+weights. `save_hf` writes config.json, sharded
 safetensors in transformers' names and layouts, and the tokenizer, so that
 `transformers.AutoModelForCausalLM.from_pretrained(out_dir)` opens it.
 
@@ -16,47 +17,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lpjax.models import gpt2, llama, opt
-from lpjax.models.convert import Tensor
+from lpjax import atomic
+from lpjax.models.family import CheckpointError, abstract_module, family_for, family_of_model
 
 CONFIG = "config.json"
 SAFETENSORS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    config_cls: type
-    model_cls: type
-    tensor_map: Callable[[Any], dict[str, Tensor]]
-    ignored: tuple[str, ...]  # regexes of checkpoint tensors to skip (buffers)
-    base_prefix: str  # the base model's prefix, absent from checkpoints saved from the base model alone
-
-    def is_ignored(self, name: str, cfg: Any) -> bool:
-        # A tied head is the embedding: transformers drops a saved copy too.
-        if name == "lm_head.weight" and getattr(cfg, "tie_word_embeddings", False):
-            return True
-        return any(re.search(p, name) for p in self.ignored)
-
-
-FAMILIES: dict[str, Family] = {
-    "llama": Family(llama.LlamaConfig, llama.LlamaForCausalLM, llama.hf_tensor_map, llama.HF_IGNORED, "model."),
-    "mistral": Family(llama.LlamaConfig, llama.LlamaForCausalLM, llama.hf_tensor_map, llama.HF_IGNORED, "model."),
-    "opt": Family(opt.OPTConfig, opt.OPTForCausalLM, opt.hf_tensor_map, opt.HF_IGNORED, "model."),
-    "gpt2": Family(gpt2.GPT2Config, gpt2.GPT2LMHeadModel, gpt2.hf_tensor_map, gpt2.HF_IGNORED, "transformer."),
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that does not match the model it describes."""
 
 
 def is_checkpoint_dir(path: str) -> bool:
@@ -72,25 +44,11 @@ def read_config(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def family_for(hf_config: dict[str, Any], path: str = "config") -> Family:
-    model_type = hf_config.get("model_type")
-    if model_type not in FAMILIES:
-        raise CheckpointError(f"{path}: unsupported model_type {model_type!r}; supported: {', '.join(FAMILIES)}")
-    return FAMILIES[model_type]
-
-
 def config_from_hf(hf_config: dict[str, Any], compute_dtype: str = "float32", path: str = "config"):
     """The lpjax config dataclass of a transformers config.json dict (which
     it keeps, for save_hf)."""
     cfg = family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
     return dataclasses.replace(cfg, hf_source=json.dumps(hf_config, sort_keys=True))
-
-
-def _family_of_model(model: nnx.Module) -> Family:
-    for fam in FAMILIES.values():
-        if type(model) is fam.model_cls:
-            return fam
-    raise TypeError(f"no Hugging Face mapping for {type(model).__name__}")
 
 
 def _weight_files(path: str) -> dict[str, str]:
@@ -145,9 +103,7 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
     hf_config = read_config(path)
     fam = family_for(hf_config, path)
     cfg = config_from_hf(hf_config, compute_dtype, path)
-    with nnx.use_eager_sharding(False):
-        abstract = nnx.eval_shape(lambda: fam.model_cls(cfg, nnx.Rngs(params=0)))
-    graphdef, state = nnx.split(abstract)
+    graphdef, state = nnx.split(abstract_module(cfg))
     variables = dict(nnx.to_flat_state(state))
     tensor_map = fam.tensor_map(cfg)
     assert set(t.path for t in tensor_map.values()) == set(variables), "internal: tensor map does not cover the model"
@@ -205,7 +161,7 @@ def hf_config_for(model: nnx.Module, hf_config: dict | None = None) -> dict[str,
     architecture) with the vocabulary size and dtype updated, or, for a
     model built from a preset, one generated from its config."""
     cfg = model.cfg
-    fam = _family_of_model(model)
+    fam = family_of_model(model)
     if hf_config is None and cfg.hf_source is not None:
         hf_config = json.loads(cfg.hf_source)
     if hf_config is None:
@@ -230,52 +186,50 @@ def save_hf(model: nnx.Module, out_dir: str, tokenizer: Any = None, hf_config: d
 
     ``tokenizer``: a tokenizer object, or the path of a tokenizer directory
     (re-saved with AutoTokenizer). Shards hold at most ``max_shard_bytes``,
-    so only one shard's tensors are ever copied out at a time. Returns out_dir."""
+    so only one shard's tensors are ever copied out at a time. The directory
+    is built aside and swapped in whole (lpjax.atomic), replacing any earlier
+    one. Returns out_dir."""
     from safetensors.numpy import save_file
 
-    fam = _family_of_model(model)
-    cfg = model.cfg
+    fam = family_of_model(model)
     config = hf_config_for(model, hf_config)
     if isinstance(tokenizer, (str, os.PathLike)):
-        from lpjax.data.tokenize import load_tokenizer
+        from lpjax.data.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(str(tokenizer))
     if tokenizer is not None:
         for key, value in _token_ids(tokenizer).items():
             config.setdefault(key, value)
-    os.makedirs(out_dir, exist_ok=True)
-    for stale in os.listdir(out_dir):
-        if stale == INDEX or re.fullmatch(r"model(-\d+-of-\d+)?\.safetensors", stale):
-            os.remove(os.path.join(out_dir, stale))
 
     variables = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    tensor_map = fam.tensor_map(cfg)
+    tensor_map = fam.tensor_map(model.cfg)
+    nbytes = {name: 4 * int(np.prod(variables[t.path].get_value().shape)) for name, t in tensor_map.items()}
     shards: list[list[str]] = [[]]
     size = 0
-    for name, t in tensor_map.items():
-        nbytes = 4 * int(np.prod(variables[t.path].get_value().shape))
-        if shards[-1] and size + nbytes > max_shard_bytes:
+    for name in tensor_map:
+        if shards[-1] and size + nbytes[name] > max_shard_bytes:
             shards.append([])
             size = 0
         shards[-1].append(name)
-        size += nbytes
-    weight_map = {}
-    for i, names in enumerate(shards):
-        file = SAFETENSORS if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        tensors = {}
-        for name in names:
-            t = tensor_map[name]
-            value = np.asarray(variables[t.path].get_value(), dtype=np.float32)
-            tensors[name] = np.ascontiguousarray(t.transform.to_hf(value))
-            weight_map[name] = file
-        save_file(tensors, os.path.join(out_dir, file), metadata={"format": "pt"})
-        del tensors
-    if len(shards) > 1:
-        total = sum(4 * int(np.prod(variables[t.path].get_value().shape)) for t in tensor_map.values())
-        with open(os.path.join(out_dir, INDEX), "w") as f:
-            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-    with open(os.path.join(out_dir, CONFIG), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
+        size += nbytes[name]
+    with atomic.directory(out_dir) as tmp:
+        weight_map = {}
+        for i, names in enumerate(shards):
+            file = SAFETENSORS if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            tensors = {}
+            for name in names:
+                t = tensor_map[name]
+                value = np.asarray(variables[t.path].get_value(), dtype=np.float32)
+                tensors[name] = np.ascontiguousarray(t.transform.to_hf(value))
+                weight_map[name] = file
+            save_file(tensors, os.path.join(tmp, file), metadata={"format": "pt"})
+            del tensors
+        # Plain writes: atomic.directory syncs every file before the swap.
+        if len(shards) > 1:
+            with open(os.path.join(tmp, INDEX), "w") as f:
+                json.dump({"metadata": {"total_size": sum(nbytes.values())}, "weight_map": weight_map}, f, indent=2)
+        with open(os.path.join(tmp, CONFIG), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return out_dir

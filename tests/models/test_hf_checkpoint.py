@@ -130,8 +130,8 @@ def test_shape_mismatch_names_tensor_and_both_shapes(hf_checkpoint, tmp_path):
 
 
 def test_unsupported_model_type_is_named(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
-    with pytest.raises(CheckpointError, match=r"unsupported model_type 'bert'; supported: llama, mistral, opt, gpt2"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 10}))
+    with pytest.raises(CheckpointError, match=r"unsupported model_type 't5'; supported: llama, mistral, opt, gpt2, bert"):
         load_hf(str(tmp_path))
 
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from lpjax.data.tokenize import train_tokenizer
+from lpjax.data.tokenizer import train_bpe
 from lpjax.models.hf import load_hf, save_hf
 from lpjax.models.llama import LlamaConfig
 from lpjax.models.registry import build_model
@@ -54,7 +54,7 @@ def test_preset_model_with_tokenizer_opens_in_transformers(tmp_path):
     from transformers import AutoTokenizer
 
     texts = [f"Instruction {i}: add {i} and {i + 1}. Response: {2 * i + 1}" for i in range(50)]
-    tok = train_tokenizer(texts, 300, str(tmp_path / "tok"))
+    tok = train_bpe(texts, 300, str(tmp_path / "tok"))
     model = build_model(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_layers=2,
                                     num_heads=4, num_kv_heads=2, tie_word_embeddings=False), seed=0)
     out = save_hf(model, str(tmp_path / "out"), tokenizer=str(tmp_path / "tok"))
@@ -67,3 +67,23 @@ def test_preset_model_with_tokenizer_opens_in_transformers(tmp_path):
     with open(os.path.join(out, "config.json")) as f:
         config = json.load(f)
     assert (config["eos_token_id"], config["bos_token_id"]) == (tok.eos_token_id, tok.bos_token_id)
+
+
+def test_save_replaces_the_directory_whole_or_not_at_all(hf_checkpoint, tmp_path):
+    path, ref = hf_checkpoint("opt_post_ln_proj")
+    model, hf_config = load_hf(path)
+    out = str(tmp_path / "out")
+    save_hf(model, out, hf_config=hf_config, max_shard_bytes=16_000)
+    save_hf(model, out, hf_config=hf_config)
+    # No shard or index of the sharded save is left for transformers to trip over.
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
+    np.testing.assert_array_equal(torch_logits(reference_model(out), IDS), torch_logits(ref, IDS))
+
+    class BrokenTokenizer:
+        def save_pretrained(self, directory):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_hf(model, out, tokenizer=BrokenTokenizer(), hf_config=hf_config, max_shard_bytes=16_000)
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
+    assert [f for f in os.listdir(tmp_path) if f != "out"] == []  # no temporary directory left behind

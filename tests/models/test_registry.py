@@ -1,16 +1,20 @@
-"""Model specs: presets and checkpoint directories; tokenizers that go with them."""
+"""Model specs: presets and checkpoint directories, the tokenizer directory
+that goes with them, and their structure without their weights."""
+import json
 import os
 import shutil
 
+import jax
+import numpy as np
 import pytest
+from flax import nnx
 
 from lpjax.models import registry
+from lpjax.models.bert import BertConfig
 from lpjax.models.gpt2 import GPT2LMHeadModel
 from lpjax.models.llama import LlamaForCausalLM
-from tests.conftest import SHARED
-
-LLAMA2_SP = os.path.join(SHARED, "tokenizers", "llama2", "tokenizer.model")
-STORIES = os.path.join(SHARED, "models", "stories260k")
+from lpjax.training.checkpoint import load_params, save_params
+from tests.models.hf_cases import VOCAB, torch_logits
 
 
 def test_presets_and_checkpoints_through_one_entry(hf_checkpoint):
@@ -46,20 +50,43 @@ def test_tokenizer_path(hf_checkpoint, tmp_path):
     assert registry.tokenizer_path(str(tmp_path)) == str(tmp_path)
 
 
-@pytest.mark.skipif(not os.path.isfile(LLAMA2_SP), reason="needs ../shared/tokenizers/llama2")
-def test_sentencepiece_only_directory_keeps_llama_bos(tmp_path):
-    shutil.copy(LLAMA2_SP, tmp_path / "tokenizer.model")
-    tok = registry.load_tokenizer(str(tmp_path))
-    assert tok("Hello world")["input_ids"] == [1, 15043, 3186]
-    assert tok.eos_token_id == 2
-    assert tok.decode(tok("Hello world")["input_ids"], skip_special_tokens=True) == "Hello world"
+def test_bert_is_refused_as_a_probe_or_target(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "bert", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 16}))
+    for call in (registry.model_config, registry.load_model, registry.abstract_model):
+        with pytest.raises(ValueError, match=r"'bert'\) is an encoder, not a causal language model; .*llama"):
+            call(str(tmp_path))
+    with pytest.raises(ValueError, match="BertConfig is an encoder"):
+        registry.build_model(BertConfig(vocab_size=10, hidden_size=8, num_layers=1, num_heads=2,
+                                        intermediate_size=16, max_position_embeddings=8), seed=0)
 
 
-@pytest.mark.skipif(not os.path.isdir(STORIES), reason="needs ../shared/models/stories260k")
-def test_sentencepiece_only_checkpoint_tokenizes_like_its_tokenizer_json(tmp_path):
-    for name in ("config.json", "tokenizer.model", "tokenizer_config.json"):
-        shutil.copy(os.path.join(STORIES, name), tmp_path / name)
-    text = "Once upon a time, there was a little girl named Lily. She liked café."
-    want = registry.load_tokenizer(STORIES)(text)["input_ids"]
-    assert registry.load_tokenizer(str(tmp_path))(text)["input_ids"] == want
-    assert want[0] == 1
+def test_abstract_model_reads_no_weights_and_takes_restored_params(hf_checkpoint, tmp_path, monkeypatch):
+    import safetensors
+
+    src, ref = hf_checkpoint("opt_post_ln_proj")
+    save_params(str(tmp_path / "params"), nnx.state(registry.load_model(src), nnx.Param))
+    # The checkpoint without its weights, and no safetensors file may be opened.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(os.path.join(src, "config.json"), bare / "config.json")
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("abstract_model read a safetensors file")
+
+    monkeypatch.setattr(safetensors, "safe_open", no_reads)
+    abstract = registry.abstract_model(str(bare), vocab_size=VOCAB)
+    graphdef, like = nnx.split(abstract, nnx.Param)
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(like))
+    model = nnx.merge(graphdef, load_params(str(tmp_path / "params"), like))
+    ids = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
+    np.testing.assert_allclose(np.asarray(model(ids)), torch_logits(ref, ids), atol=2e-5, rtol=1e-5)
+
+
+def test_abstract_preset_is_shapes_only():
+    abstract = registry.abstract_model("llama-micro", vocab_size=50)
+    leaves = jax.tree.leaves(nnx.state(abstract, nnx.Param))
+    assert all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+    # Tied embedding 50x32, q/o 32x32, k/v 32x16 (one kv head of 16), gate/up/down 32x64, three norms of 32.
+    assert sum(int(np.prod(x.shape)) for x in leaves) == 50 * 32 + 2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 64 + 3 * 32

@@ -1,4 +1,4 @@
-"""The Flax BERT port against transformers' BertModel on tiny random configs."""
+"""The Flax BERT port, loaded through hf.load_hf, against transformers' BertModel on tiny random configs."""
 import json
 
 import jax.numpy as jnp
@@ -8,7 +8,9 @@ import torch
 from transformers import BertConfig as HFBertConfig
 from transformers import BertModel
 
-from lpjax.embed.bert import BertConfig, BertEncoder, hf_names, load_bert
+from lpjax.models.bert import BertConfig, BertEncoder, hf_tensor_map
+from lpjax.models.family import abstract_module
+from lpjax.models.hf import load_hf
 
 
 def _save_tiny_bert(path, seed=0, **overrides):
@@ -23,6 +25,12 @@ def _save_tiny_bert(path, seed=0, **overrides):
             if "LayerNorm" in name:
                 p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(str(path))
+    return model
+
+
+def load_bert(path):
+    model, _ = load_hf(path)
+    assert isinstance(model, BertEncoder)
     return model
 
 
@@ -62,14 +70,16 @@ def test_padding_does_not_change_real_tokens(tmp_path):
 
 
 def test_bert_for_x_prefix_and_config(tmp_path):
-    # A BertForMaskedLM-style file prefixes the encoder with "bert." and adds heads.
+    # A BertForMaskedLM-style file prefixes the encoder with "bert." and adds
+    # heads; the pooler of a BertModel file is not loaded either.
     ref = _save_tiny_bert(tmp_path / "plain")
     from safetensors.numpy import load_file, save_file
 
     tensors = load_file(str(tmp_path / "plain" / "model.safetensors"))
     (tmp_path / "prefixed").mkdir()
-    save_file({f"bert.{k}": v for k, v in tensors.items()} | {"cls.predictions.bias": np.zeros(97, np.float32)},
-              str(tmp_path / "prefixed" / "model.safetensors"))
+    assert "pooler.dense.weight" in tensors
+    extra = {"cls.predictions.bias": np.zeros(97, np.float32), "bert.embeddings.position_ids": np.arange(48)[None]}
+    save_file({f"bert.{k}": v for k, v in tensors.items()} | extra, str(tmp_path / "prefixed" / "model.safetensors"))
     (tmp_path / "prefixed" / "config.json").write_text((tmp_path / "plain" / "config.json").read_text())
     enc = load_bert(str(tmp_path / "prefixed"))
     ids = np.array([[3, 4, 5]], np.int32)
@@ -84,8 +94,8 @@ def test_unsupported_config_fails_loudly():
     base = dict(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
     with pytest.raises(ValueError, match="position_embedding_type"):
         BertConfig.from_hf(base | {"position_embedding_type": "relative_key"})
-    with pytest.raises(ValueError, match="hidden_act"):
-        BertConfig.from_hf(base | {"hidden_act": "swish"})
+    with pytest.raises(ValueError, match="unsupported activation 'quick_gelu'"):
+        BertConfig.from_hf(base | {"hidden_act": "quick_gelu"})
     with pytest.raises(ValueError, match="model_type"):
         BertConfig.from_hf(base | {"model_type": "roberta"})
 
@@ -95,10 +105,8 @@ def test_every_parameter_has_logical_axes_and_a_checkpoint_name():
 
     cfg = BertConfig(vocab_size=11, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
                      max_position_embeddings=12)
-    with nnx.use_eager_sharding(False):
-        model = BertEncoder(cfg, nnx.Rngs(params=0))
-    flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    assert set(flat) == set(hf_names(cfg))
+    flat = dict(nnx.to_flat_state(nnx.state(abstract_module(cfg), nnx.Param)))
+    assert set(flat) == {t.path for t in hf_tensor_map(cfg).values()}
     for path, var in flat.items():
         names = var.get_metadata().get("out_sharding")
-        assert names is not None and len(names) == var[...].ndim, path
+        assert names is not None and len(names) == var.get_value().ndim, path

@@ -1,5 +1,5 @@
 """Benchmark: embed Alpaca-52K with the Flax all-MiniLM-L6-v2 and k-means it
-into 1000 clusters (DESIGN §1 Clusters), timing each stage.
+into 1000 clusters (docs/method.md, Clusters), timing each stage.
 
     python bench/cluster_alpaca.py                      # embed all + k-means
     python bench/cluster_alpaca.py --reference          # + sentence-transformers on a sample
@@ -30,8 +30,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 import numpy as np  # noqa: E402
 from absl import logging  # noqa: E402
 
-from lpjax.embed.kmeans import kmeans  # noqa: E402
-from lpjax.embed.minilm import SentenceEncoder, cluster_text, default_model_dir  # noqa: E402
+from lpjax.selection.embed import SentenceEncoder, cluster_text, default_model_dir  # noqa: E402
+from lpjax.selection.kmeans import kmeans  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "alpaca_52k.json")
 

@@ -127,7 +127,7 @@ def test_example_is_frozen():
 
 
 # --------------------------------------------------------------------------
-# Truncation policies (DESIGN.md §1 "Known flaw to beat").
+# Truncation policies (docs/method.md, "The known flaw").
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 

@@ -1,4 +1,4 @@
-"""k-means in JAX for clustering sample embeddings (DESIGN §1 Clusters: 1000
+"""k-means in JAX for clustering sample embeddings (docs/method.md, Clusters: 1000
 clusters for Alpaca-52K), built to scale to millions of rows.
 
 - Init: greedy k-means++ (as scikit-learn's: each new center is the best of

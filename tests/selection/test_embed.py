@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from lpjax.embed.minilm import (BUCKETS, SentenceEncoder, bucket_length, cluster_text, default_model_dir,
-                                embed_texts, pooling_mode)
+from lpjax.selection.embed import SentenceEncoder, cluster_text, default_model_dir, embed_texts, pooling_mode
 from tests.conftest import SHARED
 
 # Loading a local directory needs no network; make sure nothing tries.
@@ -152,10 +151,23 @@ def test_pooling_mode_from_module_files(tmp_path):
         SentenceEncoder(str(tmp_path / "empty"))
 
 
-def test_bucket_lengths_are_few_and_capped():
-    assert [bucket_length(n, 256) for n in (1, 16, 17, 70, 129, 255, 256)] == [16, 16, 32, 96, 160, 256, 256]
-    assert bucket_length(300, 256) == 256 and bucket_length(20, 24) == 24
-    assert len({bucket_length(n, 256) for n in range(1, 257)}) == len([b for b in BUCKETS if b <= 256])
+def test_batches_are_length_sorted_bucketed_and_capped(tmp_path):
+    _write_tiny_st_dir(tmp_path)
+    enc = SentenceEncoder(str(tmp_path), max_len=24)
+    shapes, fn = [], enc._fn
+
+    def record_shape(state, tokens, mask, pooling):
+        shapes.append(tokens.shape)
+        return fn(state, tokens, mask, pooling=pooling)
+
+    enc._fn = record_shape
+    assert sorted(len(x) for x in enc.tokenize(TEXTS)) == [2, 3, 5, 6, 8, 14, 24]
+    enc.embed(TEXTS, batch_size=3)
+    # Rows sorted by length in threes; the bucket 16, else max_len 24 (not 32).
+    assert shapes == [(3, 16), (3, 16), (3, 24)]
+    shapes.clear()
+    enc.embed(TEXTS * 2, batch_size=32)
+    assert shapes == [(16, 24)]  # one short last batch: 14 rows rounded up to 16, not 32
 
 
 # ---------------------------------------------------------------- all-MiniLM-L6-v2 vs sentence-transformers

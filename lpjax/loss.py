@@ -3,7 +3,7 @@ evaluation share.
 
 It returns per-example (sum of token cross-entropies, token count) so callers
 choose the reduction: training takes the token mean over the batch, scoring
-the per-sample mean (DESIGN.md §1).
+the per-sample mean (docs/method.md).
 
 What keeps it cheap (all exact: the per-example sums are the same up to fp32
 rounding whichever of these a batch uses):
@@ -185,5 +185,5 @@ def mean_loss(loss_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
 
 
 def perplexity(loss_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """exp(mean token loss); 1.0 for a sample with no response token left (DESIGN.md §1)."""
+    """exp(mean token loss); 1.0 for a sample with no response token left (docs/method.md)."""
     return np.exp(mean_loss(loss_sum, count))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Stanford Alpaca's templates, verbatim (DESIGN.md §1). They end at
+# Stanford Alpaca's templates, verbatim (docs/method.md). They end at
 # "### Response:" with no newline: the authors' code appends the output
 # directly, and the tokenization in tokenize.py does the same.
 PROMPT_INPUT = (

@@ -1,4 +1,4 @@
-"""Learning-percentage metrics (DESIGN.md §1), pure numpy.
+"""Learning-percentage metrics (docs/method.md), pure numpy.
 
 Scores are a [n_epochs + 1, N] array: row 0 is P0 (before training), row i is
 the score after epoch i. By default they are perplexities, which is what the
@@ -46,7 +46,7 @@ def _as_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, with 0 where den == 0 (DESIGN: LP with P0 == Pn is 0).
+    """num / den, with 0 where den == 0 (docs/method.md: LP with P0 == Pn is 0).
 
     np.divide with `where=` never evaluates the zero-denominator lanes, so no
     RuntimeWarning is raised and no inf/nan leaks into a ranking.

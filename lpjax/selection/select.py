@@ -58,7 +58,7 @@ def select_full(n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Per-cluster selection: the authors' chunk rule (DESIGN.md §1).
+# Per-cluster selection: the authors' chunk rule (docs/method.md).
 
 PARTS = ("low", "mid", "high")
 

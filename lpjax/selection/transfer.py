@@ -1,6 +1,6 @@
 """Does hardness transfer? Compare the difficulty vectors of several probes.
 
-The paper's claim (DESIGN.md §1) is that a small probe ranks samples like a
+The paper's claim (docs/method.md) is that a small probe ranks samples like a
 large one does: the Kendall tau between their LP vectors rises with probe
 size (OPT-350M vs OPT-13B on Alpaca: .601 for LP1, .714 for LP_app). This
 module measures that for any set of metric vectors over the same samples:

@@ -55,5 +55,5 @@ def test_select_stage_alone_on_released_scores(tmp_path):
     rand = json.load(open(w / "select" / "indices_clust_rand.json"))
     assert np.array_equal(np.bincount(clusters[rand], minlength=1000), np.bincount(clusters[chosen], minlength=1000))
     report = open(w / "report.md").read()
-    assert "0.714" in report  # Kendall tau-b, OPT-350M vs OPT-13B LP_app (DESIGN.md §1)
+    assert "0.714" in report  # Kendall tau-b, OPT-350M vs OPT-13B LP_app (docs/method.md)
     assert not os.path.exists(w / "probe")  # no model was run

@@ -1,4 +1,4 @@
-"""LP / LP_app on small hand-computed examples (DESIGN.md §1)."""
+"""LP / LP_app on small hand-computed examples (docs/method.md)."""
 
 import math
 import warnings
@@ -9,7 +9,7 @@ import pytest
 from lpjax.selection.metrics import compute_metric, hard_is_low, lp, lp_app
 
 # Columns are samples, rows are P0..P3. Expected values below were worked out
-# by hand from the DESIGN formulas, not produced by the code.
+# by hand from the formulas of docs/method.md, not produced by the code.
 SCORES = np.array(
     [
         # s0  s1  s2  s3  s4  s5

@@ -1,7 +1,7 @@
 """The metric path against the authors' released OPT perplexities (Alpaca).
 
 The reference here is independent of lpjax: the pickles are read with the
-standard (trusted) pickle module and the DESIGN formulas are evaluated one
+standard (trusted) pickle module and the formulas of docs/method.md are evaluated one
 sample at a time in plain Python floats.
 """
 
@@ -22,7 +22,7 @@ REF = SHARED / "reference" / "small2large"
 MODELS = ["alpaca-opt-350m", "alpaca-opt-13b"]
 N_ALPACA = 52002
 # The one Alpaca sample whose prompt alone fills 512 tokens: its response is
-# truncated away and ppl is 1.0 at every epoch (DESIGN's "known flaw").
+# truncated away and ppl is 1.0 at every epoch (docs/method.md, "The known flaw").
 TRUNCATED_INDEX = 18304
 
 
@@ -48,7 +48,7 @@ def released(request):
 
 
 def _reference_sample(p: list[float]) -> dict[str, float]:
-    """DESIGN formulas for one sample; P0 == Pn gives LP 0."""
+    """Formulas of docs/method.md for one sample; P0 == Pn gives LP 0."""
     p0, pn = p[0], p[-1]
     out = {}
     for i in range(1, len(p)):

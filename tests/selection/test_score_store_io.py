@@ -104,7 +104,7 @@ def test_import_errors_and_overwrite(tmp_path):
 
 
 def test_released_scores_keep_the_design_taus_through_the_store(tmp_path):
-    """float32 storage does not move the reference Kendall taus (DESIGN.md §1)."""
+    """float32 storage does not move the reference Kendall taus (docs/method.md)."""
     if not REF.is_dir():
         pytest.skip(f"released reference data not available at {REF}")
     meta = {"template": "alpaca", "max_len": 512}

@@ -1,5 +1,5 @@
 """Per-cluster selection against an independent plain-loop implementation of
-the authors' chunk rule (DESIGN.md §1), plus the baselines built on it."""
+the authors' chunk rule (docs/method.md), plus the baselines built on it."""
 
 import math
 from collections import Counter

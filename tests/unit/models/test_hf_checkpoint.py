@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from lpjax.models import hf
 from lpjax.models.hf import CheckpointError, is_checkpoint_dir, load_hf
-from tests.models.hf_cases import make_checkpoint
+from tests.unit.models.hf_cases import make_checkpoint
 
 
 def params_of(model) -> dict:

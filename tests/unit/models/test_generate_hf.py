@@ -5,7 +5,7 @@ import torch
 
 from lpjax.evaluation.generate import filter_logits, generate
 from lpjax.models.hf import load_hf
-from tests.models.hf_cases import VOCAB
+from tests.unit.models.hf_cases import VOCAB
 
 MAX_NEW = 12
 

@@ -8,7 +8,7 @@ from lpjax.loss import mean_loss
 from lpjax.models.hf import load_hf
 from lpjax.scoring.score import make_score_fn, score_examples
 from tests.helpers import random_examples
-from tests.models.hf_cases import CASES, VOCAB, lpjax_logits, reference_model, torch_logits, torch_response_loss
+from tests.unit.models.hf_cases import CASES, VOCAB, lpjax_logits, reference_model, torch_logits, torch_response_loss
 
 
 def relative_error(got, want) -> float:

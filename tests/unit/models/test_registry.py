@@ -14,7 +14,7 @@ from lpjax.models.bert import BertConfig
 from lpjax.models.gpt2 import GPT2LMHeadModel
 from lpjax.models.llama import LlamaForCausalLM
 from lpjax.training.checkpoint import load_params, save_params
-from tests.models.hf_cases import VOCAB, torch_logits
+from tests.unit.models.hf_cases import VOCAB, torch_logits
 
 
 def test_presets_and_checkpoints_through_one_entry(hf_checkpoint):

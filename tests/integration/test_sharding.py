@@ -73,15 +73,3 @@ def test_parameters_are_sharded_as_the_rules_say(results):
     assert emb.addressable_shards[0].data.shape == (VOCAB // 2, emb.shape[1] // 2)
     params8, _, _ = results[(8, 1, 1)]
     assert params8["layers"][0]["mlp"]["up_proj"]["kernel"][...].sharding.is_fully_replicated
-
-
-def test_unknown_logical_axis_fails_loudly():
-    mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
-    with pytest.raises(KeyError, match="no sharding rule"):
-        sharding.logical_to_spec(("embed", "bogus"), (4, 4), mesh)
-
-
-def test_mesh_shape_resolves_the_rest():
-    assert sharding.mesh_shape((-1, 2, 1), 8) == (4, 2, 1)
-    with pytest.raises(ValueError):
-        sharding.mesh_shape((3, -1, 1), 8)

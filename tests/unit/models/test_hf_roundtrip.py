@@ -9,7 +9,7 @@ from lpjax.data.tokenizer import train_bpe
 from lpjax.models.hf import load_hf, save_hf
 from lpjax.models.llama import LlamaConfig
 from lpjax.models.registry import build_model
-from tests.models.hf_cases import CASES_ALL, VOCAB, lpjax_logits, reference_model, torch_logits
+from tests.unit.models.hf_cases import CASES_ALL, VOCAB, lpjax_logits, reference_model, torch_logits
 
 IDS = np.random.default_rng(3).integers(0, VOCAB, (2, 11))
 

@@ -2,7 +2,6 @@ import math
 
 import jax
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -11,7 +10,7 @@ from lpjax.data.batching import collate
 from lpjax.data.tokenize import Example
 from lpjax.scoring.score import make_score_fn, score_examples
 from lpjax.training.train import make_optimizer, train
-from tests.helpers import prefixed_examples, random_examples, tiny_model
+from tests.helpers import random_examples, tiny_model
 
 
 def small_train_cfg(**kw):
@@ -64,60 +63,6 @@ def test_training_lowers_the_response_loss(tmp_path):
     before = jax.tree_util.tree_map(np.array, before)
     after = train(model, examples, small_train_cfg(epochs=8, lr=1e-2), str(tmp_path / "ckpt"), seed=0)
     assert _mean_loss(graphdef, after, examples) < 0.7 * _mean_loss(graphdef, before, examples)
-
-
-class Interrupt(Exception):
-    pass
-
-
-def test_resume_after_interruption_gives_the_uninterrupted_result(tmp_path):
-    vocab = 29
-    examples = random_examples(20, vocab, seed=4)
-    cfg = small_train_cfg(epochs=3, checkpoint_every=2, pad_multiple=40)  # one shape: one compile
-    straight = train(tiny_model(vocab), examples, cfg, str(tmp_path / "a"), seed=0)
-
-    seen = []
-
-    def die_after_epoch_two(epoch, params):
-        seen.append(epoch)
-        if epoch == 2 and seen.count(2) == 1:
-            raise Interrupt  # killed inside the epoch-end hook, before its checkpoint
-
-    with pytest.raises(Interrupt):
-        train(tiny_model(vocab), examples, cfg, str(tmp_path / "b"), seed=0, on_epoch_end=die_after_epoch_two)
-    # Rerun with a fresh model: it restores the last checkpoint and finishes.
-    resumed = train(tiny_model(vocab, seed=9), examples, cfg, str(tmp_path / "b"), seed=0,
-                    on_epoch_end=die_after_epoch_two)
-    assert seen == [1, 2, 2, 3]
-    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def test_gradient_accumulation_equals_one_big_batch(tmp_path):
-    vocab = 29
-    examples = random_examples(16, vocab, seed=6)
-    results = []
-    for accum in (1, 4):
-        cfg = small_train_cfg(epochs=1, batch_size=8, grad_accum=accum, pad_multiple=40)
-        results.append(train(tiny_model(vocab), examples, cfg, str(tmp_path / str(accum)), seed=0))
-    for a, b in zip(*(jax.tree_util.tree_leaves(r) for r in results)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-
-
-def test_response_head_shared_prefix_and_remat_train_the_same(tmp_path):
-    """The cheaper loss paths and activation checkpointing change FLOPs and
-    memory, not the update: the same params after an epoch as the plain path
-    (with grad_accum, so the prefix table rides along every micro-batch)."""
-    accum = 2
-    vocab = 29
-    examples = prefixed_examples(24, vocab, seed=3)
-    results = []
-    for fast in (False, True):
-        cfg = small_train_cfg(epochs=1, batch_size=8, grad_accum=accum, response_head=fast, shared_prefix=fast,
-                              remat="dots" if fast else "none")
-        results.append(train(tiny_model(vocab), examples, cfg, str(tmp_path / str(fast)), seed=0))
-    for a, b in zip(*(jax.tree_util.tree_leaves(r) for r in results)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 def test_unknown_remat_policy_is_refused(tmp_path):

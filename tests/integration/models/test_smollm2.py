@@ -9,11 +9,11 @@ import tempfile
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED
 
 CKPT = os.environ.get("LPJAX_SMOLLM2_DIR", os.path.join(tempfile.gettempdir(), "smollm2"))
 ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
-BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "smollm2_parity.py")
+BENCH = os.path.join(REPO, "bench", "smollm2_parity.py")
 
 
 @pytest.mark.slow

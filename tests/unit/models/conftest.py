@@ -1,6 +1,6 @@
 import pytest
 
-from tests.models.hf_cases import make_checkpoint
+from tests.unit.models.hf_cases import make_checkpoint
 
 
 @pytest.fixture(scope="session")

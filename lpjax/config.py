@@ -211,7 +211,7 @@ def apply_variant(cfg: Config, variant: str | None) -> Config:
     if not variant:
         return cfg
     if variant != "micro":
-        raise ConfigError("config", f"unknown variant {variant!r}; known: micro")
+        raise ValueError(f"unknown config variant {variant!r}; known: micro")
     cfg.workdir = cfg.workdir + "_micro"
     cfg.data.synthetic.num_train = 240
     cfg.data.test_size = 24

@@ -27,6 +27,38 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a misspelt config field as one line
+    (config_flags raises a KeyError from deep inside)."""
+    try:
+        return flags.FLAGS(argv)
+    except (KeyError, AttributeError) as e:
+        _fail(_unknown_field(argv) or str(e))
+    except (flags.Error, ValueError) as e:
+        # A config file that raised: its last line says why, not the traceback config_flags quotes.
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        _fail(lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")
+
+
+def _unknown_field(argv: list[str]) -> str | None:
+    """'<path>: no such field; <section> has: ...' for the first override
+    that names no field of the config."""
+    import dataclasses
+
+    from lpjax.config import Config
+
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        obj, path = Config(), arg[len("--config."):].split("=", 1)[0]
+        for part in path.split("."):
+            if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
+                known = ", ".join(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else ""
+                return f"{path}: no such config field" + (f"; {type(obj).__name__} has: {known}" if known else "")
+            obj = getattr(obj, part)
+    return None
+
+
 def main(argv: list[str]) -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
@@ -54,4 +86,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

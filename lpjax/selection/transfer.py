@@ -84,16 +84,10 @@ def selections(
     return {k: select_per_cluster(v, clusters, percent, part, hard_is_low) for k, v in zip(labels, arrays)}
 
 
-def overlap_matrix(
-    metrics: Mapping[str, np.ndarray],
-    percent: float,
-    hard_is_low: bool = True,
-    clusters: np.ndarray | None = None,
-    part: str = "low",
-) -> np.ndarray:
-    """[k, k] matrix M[i, j] = |S_i ∩ S_j| / |S_i| of the metrics' selections at `percent`."""
-    chosen = list(selections(metrics, percent, hard_is_low, clusters, part).values())
-    return np.array([[overlap(a, b) for b in chosen] for a in chosen])
+def overlap_matrix(chosen: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[k, k] matrix M[i, j] = |S_i ∩ S_j| / |S_i| of k selections (``selections``' output)."""
+    sets = list(chosen.values())
+    return np.array([[overlap(a, b) for b in sets] for a in sets])
 
 
 def overlaps_by_percent(
@@ -103,9 +97,9 @@ def overlaps_by_percent(
     clusters: np.ndarray | None = None,
 ) -> dict[str, dict[float, np.ndarray]]:
     """{"global": {p: matrix}, and "per_cluster": {p: matrix} when clusters are given}."""
-    out = {"global": {p: overlap_matrix(metrics, p, hard_is_low) for p in percents}}
+    out = {"global": {p: overlap_matrix(selections(metrics, p, hard_is_low)) for p in percents}}
     if clusters is not None:
-        out["per_cluster"] = {p: overlap_matrix(metrics, p, hard_is_low, clusters) for p in percents}
+        out["per_cluster"] = {p: overlap_matrix(selections(metrics, p, hard_is_low, clusters)) for p in percents}
     return out
 
 

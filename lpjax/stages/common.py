@@ -30,6 +30,13 @@ def side_tokenizer(side: Any, data: StageResult):
     return load_tokenizer(tokenizer_dir(side, data))
 
 
+def side_model(side: Any, data: StageResult, seed: int) -> tuple[Any, Any]:
+    """(tokenizer, model) of the probe or the target section: a checkpoint
+    with its weights, or a preset initialized from ``seed``."""
+    tok = side_tokenizer(side, data)
+    return tok, registry.load_model(side.model, len(tok), seed, side.compute_dtype)
+
+
 def encode(data_cfg: Any, tok: Any, records: list[dict]) -> list[tokenize.Example]:
     return tokenize.encode_all(tok, records, data_cfg.max_len, data_cfg.template, data_cfg.truncation)
 

@@ -13,10 +13,9 @@ from flax import nnx
 
 from lpjax import sharding
 from lpjax.data import tokenize
-from lpjax.models import registry
 from lpjax.scoring.score import make_score_fn, score_examples
 from lpjax.scoring.store import ScoreStore
-from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_tokenizer
+from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
 
@@ -24,8 +23,7 @@ from lpjax.workdir import Stage, StageContext
 def run(ctx: StageContext) -> dict:
     cfg, data = ctx.cfg, ctx.inputs["data"]
     p = cfg.probe
-    tok = side_tokenizer(p, data)
-    model = registry.load_model(p.model, len(tok), cfg.seed, p.compute_dtype)
+    tok, model = side_model(p, data, cfg.seed)
     records = read_split(data, "train")
     examples = encode(cfg.data, tok, records)
     mesh = make_mesh(cfg.mesh)

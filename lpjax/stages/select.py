@@ -49,7 +49,7 @@ def run(ctx: StageContext) -> dict:
     transfer_md = ""
     if s.compare:
         # Hardness transfer: this selection's metric against other models' on the same records.
-        vectors = {"probe" if probe is not None else "scores": metric}
+        vectors = {"probe" if probe is not None else os.path.basename(os.path.normpath(s.score_files)): metric}
         for i, other in enumerate(s.compare):
             label = os.path.basename(os.path.normpath(other)) or f"compare{i}"
             vectors[label] = metrics.compute_metric(s.metric, scores_of(other, label))

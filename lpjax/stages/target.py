@@ -10,8 +10,8 @@ import os
 
 from flax import nnx
 
-from lpjax.models import hf, registry
-from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_tokenizer
+from lpjax.models import hf
+from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
 from lpjax.training.checkpoint import save_params
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
@@ -20,8 +20,7 @@ from lpjax.workdir import Stage, StageContext
 def run(ctx: StageContext) -> dict:
     cfg, data = ctx.cfg, ctx.inputs["data"]
     t = cfg.target
-    tok = side_tokenizer(t, data)
-    model = registry.load_model(t.model, len(tok), cfg.seed, t.compute_dtype)
+    tok, model = side_model(t, data, cfg.seed)
     records = read_split(data, "train")
     examples = [ex for ex in encode(cfg.data, tok, [records[i] for i in ctx.params["indices"]]) if not ex.dropped]
     params = train(model, examples, t.train, os.path.join(ctx.out, "ckpt"), cfg.seed, log_metrics=ctx.log_metrics,

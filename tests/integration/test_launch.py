@@ -152,7 +152,8 @@ def test_bad_input_stops_before_training_with_one_line(tmp_path, content, needle
     (["--config.select.percent=-5"], "select.percent"),
     (["--config.mesh.shape=(8,1,1)", "--config.target.train.batch_size=12"], "target.train.batch_size"),
     (["--config.data.source=/nonexistent/alpaca.json"], "data.source"),
-], ids=["enum", "negative-percent", "mesh-split", "missing-path"])
+    (["--config.select.percnt=5"], "select.percnt"),
+], ids=["enum", "negative-percent", "mesh-split", "missing-path", "misspelt-field"])
 def test_bad_config_is_refused_before_the_data_stage(tmp_path, overrides, field):
     w = tmp_path / "w"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

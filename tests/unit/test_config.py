@@ -82,25 +82,24 @@ def test_batch_sizes_must_split_over_the_mesh():
         validate(cfg)
 
 
-def test_cross_field_rules():
+@pytest.mark.parametrize("changes,error", [
+    ({"select.metric": "lp3"}, "probe.train.epochs: .*after epoch 3"),  # the micro probe trains one epoch
+    ({"target.enabled": False}, "evaluate.enabled: evaluation needs tuned targets"),
+    ({"data.test_size": 0}, "evaluate.enabled: no held-out split"),
+    ({"data.train_tokenizer": False}, "probe.tokenizer: preset 'llama-micro' has no tokenizer"),
+])
+def test_cross_field_rules(changes, error):
     cfg = micro()
-    cfg.select.metric = "lp3"  # the micro probe trains one epoch
-    with pytest.raises(ConfigError, match="probe.train.epochs: .*after epoch 3"):
+    for path, value in changes.items():
+        set_path(cfg, path, value)
+    with pytest.raises(ConfigError, match=error):
         validate(cfg)
+
+
+def test_selection_alone_needs_no_target():
     cfg = micro()
-    cfg.target.enabled = False
-    with pytest.raises(ConfigError, match="evaluate.enabled: evaluation needs tuned targets"):
-        validate(cfg)
-    cfg.evaluate.enabled = False
+    cfg.target.enabled = cfg.evaluate.enabled = False
     validate(cfg)
-    cfg = micro()
-    cfg.data.test_size = 0
-    with pytest.raises(ConfigError, match="evaluate.enabled: no held-out split"):
-        validate(cfg)
-    cfg = micro()
-    cfg.data.train_tokenizer = False
-    with pytest.raises(ConfigError, match="probe.tokenizer: preset 'llama-micro' has no tokenizer"):
-        validate(cfg)
 
 
 def test_ifd_switches_on_the_response_alone_pass():

@@ -65,9 +65,9 @@ def test_tau_b_with_ties():
 def test_overlap_identical_is_one_and_by_hand(probes):
     same = {"a": probes["small"], "b": probes["small"].copy()}
     for p in (1, 5, 10, 33):
-        np.testing.assert_array_equal(overlap_matrix(same, p), np.ones((2, 2)))
+        np.testing.assert_array_equal(overlap_matrix(selections(same, p)), np.ones((2, 2)))
     labels = np.arange(2000) % 37
-    np.testing.assert_array_equal(overlap_matrix(same, 5, clusters=labels), np.ones((2, 2)))
+    np.testing.assert_array_equal(overlap_matrix(selections(same, 5, clusters=labels)), np.ones((2, 2)))
     assert overlap([1, 2, 3, 4], [3, 4, 5]) == 0.5 and overlap([3, 4, 5], [1, 2, 3, 4]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="empty"):
         overlap([], [1])
@@ -80,7 +80,7 @@ def test_overlap_uses_the_selection_rules(probes):
         assert chosen["small"].tolist() == select_hardest(probes["small"], 10, hard_low).tolist()
         per = selections(probes, 10, hard_low, clusters=labels)
         assert per["medium"].tolist() == select_per_cluster(probes["medium"], labels, 10, "low", hard_low).tolist()
-        m = overlap_matrix(probes, 10, hard_low)
+        m = overlap_matrix(chosen)
         a, b = set(chosen["small"].tolist()), set(chosen["target"].tolist())
         assert m[0, 2] == len(a & b) / len(a)
     out = overlaps_by_percent(probes, [1, 10], clusters=labels)

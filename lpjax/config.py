@@ -277,7 +277,7 @@ def _validate_train(path: str, t: TrainConfig, split: int) -> None:
                                                 f"by the mesh's data x fsdp = {split}")
 
 
-def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool) -> None:
+def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool, template: str) -> None:
     from lpjax.models import registry
 
     if os.path.isdir(spec):
@@ -288,9 +288,13 @@ def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool)
                                            "nor a checkpoint directory")
     if tokenizer:
         _exists(f"{path}.tokenizer", tokenizer, "tokenizer directory")
-    elif spec in registry.PRESETS and not os.path.isdir(spec) and not train_tokenizer:
-        raise ConfigError(f"{path}.tokenizer", f"preset {spec!r} has no tokenizer: set {path}.tokenizer, "
-                                               "or data.train_tokenizer=True")
+    elif spec in registry.PRESETS and not os.path.isdir(spec):
+        if not train_tokenizer:
+            raise ConfigError(f"{path}.tokenizer", f"preset {spec!r} has no tokenizer: set {path}.tokenizer, "
+                                                   "or data.train_tokenizer=True")
+        if template == "chat":
+            raise ConfigError("data.template", f"chat needs a tokenizer with a chat template; preset {spec!r} "
+                                               f"uses the BPE trained on the data, which has none (set {path}.tokenizer)")
 
 
 def mesh_split(cfg: Config, num_devices: int) -> int:
@@ -377,7 +381,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         if s.score_files:
             raise ConfigError("select.score_files", "is set, but select.scores_from=probe; set "
                                                     "select.scores_from=files to select from it")
-        _validate_model("probe", p.model, p.tokenizer, d.train_tokenizer)
+        _validate_model("probe", p.model, p.tokenizer, d.train_tokenizer, d.template)
         _one_of("probe.compute_dtype", p.compute_dtype, DTYPES)
         _validate_train("probe.train", p.train, split)
         _at_least("probe.score_batch_size", p.score_batch_size, 1)
@@ -395,7 +399,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
 
     t, e = cfg.target, cfg.evaluate
     if t.enabled:
-        _validate_model("target", t.model, t.tokenizer, d.train_tokenizer)
+        _validate_model("target", t.model, t.tokenizer, d.train_tokenizer, d.template)
         _one_of("target.compute_dtype", t.compute_dtype, DTYPES)
         _validate_train("target.train", t.train, split)
     if e.enabled:

@@ -204,7 +204,10 @@ class Workdir:
             raise TypeError(f"stage {name!r} declares needs {sorted(stage.needs)}, got inputs {sorted(inputs)}")
         key, described = self.key(stage, cfg, inputs, params, name)
         directory = os.path.join(self.store, name, key)
-        with _locked(directory + ".lock"):
+        # One process: a lock, for runs that share a store. Several processes
+        # of one run must enter the stage together (its collectives), so no lock.
+        lock = _locked(directory + ".lock") if jax.process_count() == 1 else contextlib.nullcontext()
+        with lock:
             state = _read_state(directory)
             if state.get("done"):
                 logging.info("stage %s: up to date (key %s), skipped", name, key)
@@ -240,7 +243,8 @@ class Workdir:
             for link in links:
                 name = os.path.relpath(link.path, self.root)
                 if name not in current and not name.endswith(".tmp"):
-                    os.unlink(link.path)
+                    with contextlib.suppress(FileNotFoundError):  # another process of this run was first
+                        os.unlink(link.path)
 
     def _point(self, name: str, target: str) -> None:
         """Atomically (re)point <workdir>/<name> at target."""

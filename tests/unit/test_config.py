@@ -87,6 +87,7 @@ def test_batch_sizes_must_split_over_the_mesh():
     ({"target.enabled": False}, "evaluate.enabled: evaluation needs tuned targets"),
     ({"data.test_size": 0}, "evaluate.enabled: no held-out split"),
     ({"data.train_tokenizer": False}, "probe.tokenizer: preset 'llama-micro' has no tokenizer"),
+    ({"data.template": "chat"}, "data.template: chat needs a tokenizer with a chat template"),
 ])
 def test_cross_field_rules(changes, error):
     cfg = micro()

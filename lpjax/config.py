@@ -29,6 +29,13 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def is_preset(spec: str) -> bool:
+    """A model spec that names a preset, not a checkpoint directory."""
+    from lpjax.models import registry
+
+    return spec in registry.PRESETS and not os.path.isdir(spec)
+
+
 # Enumerations, in one place (the modules that implement them assert they agree).
 TEMPLATES = ("alpaca", "chat")
 TRUNCATIONS = ("keep_response", "official", "drop")
@@ -89,18 +96,35 @@ class DataConfig:
     # authors' cut at max_len, which can lose the whole response).
     truncation: str = "keep_response"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    # Train a byte-level BPE on the training records (the tokenizer of preset
-    # models, which have none of their own).
-    train_tokenizer: bool = True
+    # Train a byte-level BPE on the training records: the tokenizer of preset
+    # models that are not pretrained (pretrain.enabled=False) and have none.
+    train_tokenizer: bool = False
     vocab_size: int = 1024
+
+
+@dataclass
+class PretrainConfig:
+    """The base stage: preset models are pretrained on the generic synthetic
+    corpus (lpjax/data/corpus.py), with a BPE trained on it, before the probe
+    and the target start from them, as real ones start from pretrained
+    checkpoints. Checkpoint directories are used as they are."""
+
+    enabled: bool = True
+    # The corpus and the base models' initialization. Fixed across runs, as
+    # a released checkpoint is: runs with other seeds share the bases.
+    seed: int = 0
+    num_docs: int = 10000
+    vocab_size: int = 1024
+    max_len: int = 128  # tokens per document, BOS and EOS included
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=2e-3, batch_size=32))
 
 
 @dataclass
 class ProbeConfig:
     # A preset name (lpjax/models/registry.py) or a Hugging Face checkpoint directory.
     model: str = "llama-tiny-probe"
-    # A tokenizer directory; "" = the checkpoint's own, or for a preset the
-    # BPE the data stage trains (data.train_tokenizer).
+    # A tokenizer directory; "" = the checkpoint's own; for a preset the
+    # pretrained base's, or the BPE the data stage trains (data.train_tokenizer).
     tokenizer: str = ""
     compute_dtype: str = "float32"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=3e-3, batch_size=32))
@@ -187,6 +211,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
@@ -216,6 +241,9 @@ def apply_variant(cfg: Config, variant: str | None) -> Config:
     cfg.data.synthetic.num_train = 240
     cfg.data.test_size = 24
     cfg.data.vocab_size = 512
+    cfg.pretrain.num_docs = 200
+    cfg.pretrain.vocab_size = 512
+    cfg.pretrain.train.batch_size = 16
     cfg.probe.model = cfg.target.model = "llama-micro"
     cfg.probe.train.batch_size = cfg.target.train.batch_size = 16
     cfg.select.percent = 25.0
@@ -277,7 +305,7 @@ def _validate_train(path: str, t: TrainConfig, split: int) -> None:
                                                 f"by the mesh's data x fsdp = {split}")
 
 
-def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool, template: str) -> None:
+def _validate_model(path: str, spec: str, tokenizer: str, preset_tokenizer: bool, template: str) -> None:
     from lpjax.models import registry
 
     if os.path.isdir(spec):
@@ -289,9 +317,9 @@ def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool,
     if tokenizer:
         _exists(f"{path}.tokenizer", tokenizer, "tokenizer directory")
     elif spec in registry.PRESETS and not os.path.isdir(spec):
-        if not train_tokenizer:
+        if not preset_tokenizer:
             raise ConfigError(f"{path}.tokenizer", f"preset {spec!r} has no tokenizer: set {path}.tokenizer, "
-                                                   "or data.train_tokenizer=True")
+                                                   "pretrain.enabled=True or data.train_tokenizer=True")
         if template == "chat":
             raise ConfigError("data.template", f"chat needs a tokenizer with a chat template; preset {spec!r} "
                                                f"uses the BPE trained on the data, which has none (set {path}.tokenizer)")
@@ -330,6 +358,13 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
     _in_range("data.synthetic.noise_fraction", d.synthetic.noise_fraction, 0, 1)
     if d.train_tokenizer:
         _at_least("data.vocab_size", d.vocab_size, 259)  # the byte alphabet + pad/bos/eos
+    pt = cfg.pretrain
+    if pt.enabled:
+        _at_least("pretrain.num_docs", pt.num_docs, 1)
+        _at_least("pretrain.vocab_size", pt.vocab_size, 259)
+        _at_least("pretrain.max_len", pt.max_len, 16)
+        _validate_train("pretrain.train", pt.train, split)
+    preset_tokenizer = pt.enabled or d.train_tokenizer
 
     s = cfg.select
     try:
@@ -381,7 +416,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         if s.score_files:
             raise ConfigError("select.score_files", "is set, but select.scores_from=probe; set "
                                                     "select.scores_from=files to select from it")
-        _validate_model("probe", p.model, p.tokenizer, d.train_tokenizer, d.template)
+        _validate_model("probe", p.model, p.tokenizer, preset_tokenizer, d.template)
         _one_of("probe.compute_dtype", p.compute_dtype, DTYPES)
         _validate_train("probe.train", p.train, split)
         _at_least("probe.score_batch_size", p.score_batch_size, 1)
@@ -399,7 +434,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
 
     t, e = cfg.target, cfg.evaluate
     if t.enabled:
-        _validate_model("target", t.model, t.tokenizer, d.train_tokenizer, d.template)
+        _validate_model("target", t.model, t.tokenizer, preset_tokenizer, d.template)
         _one_of("target.compute_dtype", t.compute_dtype, DTYPES)
         _validate_train("target.train", t.train, split)
     if e.enabled:

@@ -45,6 +45,44 @@ def _length_bin(words: int) -> str:
     return "150+"
 
 
+def _flops(x: float) -> str:
+    return f"{x:.2e}"
+
+
+def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
+    """What selecting and each tuning cost (training FLOPs ~ 6 x parameters x
+    tokens, scoring 2 x; lpjax/training/cost.py), next to what each target
+    reached, so "as good for a fraction of the tuning" reads off one table."""
+    probe, targets, bases = inp["probe"], inp["targets"] or {}, inp["bases"] or {}
+    if not targets and probe is None:
+        return []
+    lines = ["## Cost next to quality", ""]
+    rows = []
+    if probe is not None and "cost" in probe.summary:
+        c = probe.summary["cost"]
+        rows.append(["selection: probe training", c["train_tokens"], "", c["train_seconds"], ""])
+        rows.append(["selection: probe scoring", c["score_tokens"], "", c["score_seconds"], ""])
+        rows.append(["selection, total", c["train_tokens"] + c["score_tokens"], _flops(c["flops"]),
+                     c["train_seconds"] + c["score_seconds"], ""])
+    for name, t in targets.items():
+        c = t.summary.get("cost")
+        if c:
+            quality = results[name]["exact_match"] if name in results else ""
+            rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"], quality])
+    lines += _table(["step", "tokens", "FLOPs", "seconds", "exact match"], rows)
+    full = targets.get("full")
+    chosen = targets.get(metric)
+    if full is not None and chosen is not None and probe is not None and "cost" in probe.summary:
+        route = probe.summary["cost"]["flops"] + chosen.summary["cost"]["flops"]
+        lines += ["", f"Selecting with the probe and tuning on `{metric}` cost {route / full.summary['cost']['flops']:.1%} "
+                  "of the FLOPs of tuning on the full data."]
+    for preset, b in sorted({b.summary["preset"]: b for b in bases.values()}.items()):
+        s = b.summary
+        lines += ["", f"Not counted above, as a downloaded checkpoint would not be: pretraining the base `{preset}` "
+                  f"({s['tokens']} tokens, {_flops(s['flops'])} FLOPs, {s['seconds']:.1f} s)."]
+    return lines + [""]
+
+
 def run(ctx: StageContext) -> dict:
     """report.md, written into this stage's directory (the pipeline copies it
     to <workdir>/report.md); its links are relative to the workdir."""
@@ -89,6 +127,7 @@ def run(ctx: StageContext) -> dict:
             lines += ["", "Exact match by task family:", ""]
             lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
         lines += [""]
+    lines += cost_section(inp, results, cfg.select.metric)
 
     if probe:
         ppl = ScoreStore.open(os.path.join(probe.dir, "scores")).read("ppl")
@@ -131,4 +170,4 @@ def run(ctx: StageContext) -> dict:
 
 STAGE = Stage("report", run, reads=("seed", "data.source", "data.max_len", "data.truncation", "select",
                                     "probe.model", "probe.train.epochs", "target.model", "target.train.epochs"),
-              needs=("data", "probe", "cluster", "select", "targets", "evaluations"))
+              needs=("data", "bases", "probe", "cluster", "select", "targets", "evaluations"))

@@ -57,7 +57,8 @@ def generate_answers(model: nnx.Module, tok: Any, items: Sequence[TestItem], pat
     keys = [(item.set, item.id) for item in items]
     if len(set(keys)) != len(keys):
         raise ValueError("test items must have distinct (set, id) pairs")
-    rows = {_key(r): r for r in read_answers(path) if _key(r) in set(keys)}
+    wanted = set(keys)
+    rows = {_key(r): r for r in read_answers(path) if _key(r) in wanted}
     todo = [item for item in items if (item.set, item.id) not in rows]
     encoded = encode_prompts(tok, todo, template, max_len - max_new_tokens)
     # Length order: each written batch then pads little.

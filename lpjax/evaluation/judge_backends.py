@@ -106,12 +106,12 @@ class OpenAIBackend:
             raise _Retry(f"{type(reason).__name__}: {reason}") from None
         try:
             data = json.loads(payload)
-            message = data["choices"][0]["message"]
+            text = data["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError):
             raise _Retry(f"not a chat completion: {_one_line(payload.decode('utf-8', 'replace'), 80)}") from None
-        usage = data.get("usage") or {}
-        return Reply(message.get("content") or "",
-                     {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Reply(str(text), {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens",
+                                                                      "total_tokens")})
 
     def complete(self, messages: list[dict]) -> Reply:
         """One reply, retried with exponential backoff and jitter (at least

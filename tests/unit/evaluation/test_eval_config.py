@@ -84,3 +84,14 @@ def test_bad_judge_settings(cfg, monkeypatch, fields, field, needle):
 def test_judging_needs_answers(cfg):
     cfg.evaluate.answers.test_sets = ()
     refused(judge_on(cfg), "evaluate.judge.backend", "needs answers")
+
+
+def test_answer_and_judge_settings_leave_the_held_out_evaluation_alone(cfg):
+    from lpjax.stages import answers, evaluate
+
+    before, answers_before = evaluate.STAGE.config_inputs(cfg), answers.STAGE.config_inputs(cfg)
+    judge_on(cfg)
+    cfg.evaluate.answers.max_new_tokens = 7
+    assert evaluate.STAGE.config_inputs(cfg) == before and answers.STAGE.config_inputs(cfg) != answers_before
+    cfg.evaluate.max_new_tokens = 3
+    assert evaluate.STAGE.config_inputs(cfg) != before

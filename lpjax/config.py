@@ -48,6 +48,7 @@ SCORE_SOURCES = ("probe", "files")
 PARTS = ("low", "mid", "high")
 BASELINES = ("random", "clust_rand", "full")
 EXPORT_FORMATS = ("json", "jsonl", "hf")
+JUDGE_BACKENDS = ("none", "openai", "lpjax")
 SYNTHETIC = "synthetic"  # data.source: the embedded generated dataset
 
 
@@ -179,11 +180,48 @@ class TargetConfig:
 
 
 @dataclass
+class AnswersConfig:
+    """Each tuned target's answers to instruction test sets (lpjax/stages/answers.py)."""
+
+    # One entry per set, "name=path" for a known set (vicuna, koala, wizardlm,
+    # sinstruct, lima: their fields are known), or
+    # "name=path#prompt=F,input=F,reference=F,id=F" for any JSON/JSONL file
+    # (F a field path such as instances[0].input; prompt is required).
+    # Empty: no answers.
+    test_sets: tuple[str, ...] = ()
+    max_new_tokens: int = 512
+    # Prompt + answer tokens: longer prompts are shortened (the input, then
+    # the instruction, the template kept) to max_len - max_new_tokens.
+    max_len: int = 1024
+    batch_size: int = 16  # must divide by the mesh's data x fsdp
+    pad_multiple: int = 16
+
+
+@dataclass
+class JudgeConfig:
+    """Pairwise judging of the selection's target against baselines' (lpjax/stages/judge.py)."""
+
+    backend: str = "none"  # none (no judging) | openai (any chat-completions endpoint) | lpjax (a checkpoint)
+    base_url: str = ""  # openai: e.g. http://127.0.0.1:8080/v1
+    model: str = ""  # openai: the model name sent; lpjax: a Hugging Face checkpoint directory
+    api_key_env: str = ""  # the environment variable holding the API key; "" = send none
+    against: tuple[str, ...] = ("random",)  # baselines the selection's target is judged against
+    temperature: float = 0.0
+    max_tokens: int = 1024  # of the judge's reply
+    concurrency: int = 4  # requests in flight at once
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 5  # per request, on 429/5xx/timeouts/connection errors
+    bootstrap: int = 2000  # resamples of the winning score's 95 % interval
+
+
+@dataclass
 class EvaluateConfig:
     enabled: bool = True  # held-out metrics of every tuned target (needs a held-out split)
     max_new_tokens: int = 24
     batch_size: int = 64
     pad_multiple: int = 16
+    answers: AnswersConfig = field(default_factory=AnswersConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
@@ -445,9 +483,71 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         for name in ("max_new_tokens", "batch_size", "pad_multiple"):
             _at_least(f"evaluate.{name}", getattr(e, name), 1)
 
+    _validate_answers(cfg.evaluate.answers, t.enabled, split)
+    _validate_judge(cfg.evaluate.judge, cfg.evaluate.answers, s)
+
     m = cfg.distributed
     _at_least("distributed.num_processes", m.num_processes, 1)
     _in_range("distributed.process_id", m.process_id, 0, m.num_processes - 1)
+
+
+def _validate_answers(a: AnswersConfig, target_enabled: bool, split: int) -> None:
+    from lpjax.evaluation.testsets import parse_spec
+
+    if not a.test_sets:
+        return
+    if not target_enabled:
+        raise ConfigError("evaluate.answers.test_sets", "answers need tuned targets (target.enabled=True)")
+    names = set()
+    for i, spec in enumerate(a.test_sets):
+        path = f"evaluate.answers.test_sets[{i}]"
+        try:
+            parsed = parse_spec(spec)
+        except ValueError as e:
+            raise ConfigError(path, str(e)) from None
+        if parsed.name in names:
+            raise ConfigError(path, f"set name {parsed.name!r} is used twice")
+        names.add(parsed.name)
+        _exists(path, parsed.path, "file")
+    for name in ("max_new_tokens", "batch_size", "pad_multiple"):
+        _at_least(f"evaluate.answers.{name}", getattr(a, name), 1)
+    if a.max_len <= a.max_new_tokens:
+        raise ConfigError("evaluate.answers.max_len", f"{a.max_len} leaves no room for a prompt before "
+                                                      f"max_new_tokens={a.max_new_tokens}")
+    if a.batch_size % split:
+        raise ConfigError("evaluate.answers.batch_size", f"{a.batch_size} is not divisible by the mesh's "
+                                                         f"data x fsdp = {split}")
+
+
+def _validate_judge(j: JudgeConfig, a: AnswersConfig, s: SelectConfig) -> None:
+    from urllib.parse import urlparse
+
+    _one_of("evaluate.judge.backend", j.backend, JUDGE_BACKENDS)
+    if j.backend == "none":
+        return
+    if not a.test_sets:
+        raise ConfigError("evaluate.judge.backend", "judging needs answers: set evaluate.answers.test_sets")
+    if not j.model:
+        raise ConfigError("evaluate.judge.model", f"backend {j.backend} needs a model")
+    if j.backend == "openai":
+        url = urlparse(j.base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError("evaluate.judge.base_url", f"{j.base_url!r} is not an http(s) URL "
+                                                         "(e.g. http://127.0.0.1:8080/v1)")
+        if j.api_key_env and not os.environ.get(j.api_key_env):
+            raise ConfigError("evaluate.judge.api_key_env", f"environment variable {j.api_key_env} is not set")
+    elif not os.path.isfile(os.path.join(j.model, "config.json")):
+        raise ConfigError("evaluate.judge.model", f"{j.model}: not a checkpoint directory (no config.json)")
+    for b in j.against:
+        if b not in s.baselines:
+            raise ConfigError("evaluate.judge.against", f"{b!r} is not among select.baselines {tuple(s.baselines)}")
+    _at_least("evaluate.judge.temperature", j.temperature, 0)
+    for name in ("max_tokens", "concurrency"):
+        _at_least(f"evaluate.judge.{name}", getattr(j, name), 1)
+    _at_least("evaluate.judge.max_retries", j.max_retries, 0)
+    _at_least("evaluate.judge.bootstrap", j.bootstrap, 0)
+    if not j.timeout > 0:
+        raise ConfigError("evaluate.judge.timeout", f"must be positive, got {j.timeout!r}")
 
 
 def _epochs_needed(metric: str) -> int:

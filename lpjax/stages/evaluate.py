@@ -32,5 +32,8 @@ def run(ctx: StageContext) -> dict:
     return {k: v for k, v in result.items() if k != "samples"}
 
 
-STAGE = Stage("evaluate", run, reads=("evaluate", "target.model", "target.tokenizer", "target.compute_dtype",
-                                      *ENCODE), needs=("data", "base", "target"))
+# Its own fields, not the whole section: the answers and judge subsections
+# (evaluate.answers, evaluate.judge) cannot change held-out metrics.
+STAGE = Stage("evaluate", run, reads=("evaluate.max_new_tokens", "evaluate.batch_size", "evaluate.pad_multiple",
+                                      "target.model", "target.tokenizer", "target.compute_dtype", *ENCODE),
+              needs=("data", "base", "target"))

@@ -51,7 +51,9 @@ def load_sweep(path: str) -> tuple[list[dict[str, Any]], str | None]:
     spec.loader.exec_module(module)
     if not hasattr(module, "sweep"):
         raise ValueError(f"{path}: defines no sweep() returning the points' overrides")
-    overrides = [dict(o) for o in module.sweep()]
+    overrides = list({json.dumps(o, sort_keys=True, default=str): dict(o) for o in module.sweep()}.values())
+    # (Parts of a grid may overlap, e.g. the hard chunk of a chunk axis is the
+    # main grid's point: the same overrides are one point.)
     if not overrides:
         raise ValueError(f"{path}: sweep() returned no points")
     for o in overrides:

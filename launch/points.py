@@ -67,7 +67,10 @@ def format_value(value: Any) -> str:
     """A value as ml_collections' config flags parse it back (tuples by
     ast.literal_eval, bools as True/False, strings as they are)."""
     if isinstance(value, (list, tuple)):
-        return repr(tuple(value))
+        # Strings in double quotes: the flag then needs no single quotes, which
+        # keeps the shell quoting of emitted commands (launch/tpu.py) readable.
+        items = [json.dumps(v) if isinstance(v, str) else repr(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if isinstance(value, float) and value.is_integer():
         return repr(value)  # "5.0": a float field stays a float either way
     return str(value)

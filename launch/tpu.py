@@ -7,6 +7,7 @@ another from a script; a failed point is reported and the rest go on.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -32,10 +33,15 @@ def remote_command(point: Point, options: TpuOptions) -> str:
     return f"cd {repo} && {args}"
 
 
+def double_quoted(text: str) -> str:
+    """``text`` as one bash word in double quotes (\\, ", $ and ` escaped)."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
+
+
 def gcloud_line(point: Point, options: TpuOptions) -> str:
     project = f" --project={shlex.quote(options.project)}" if options.project else ""
     return (f"gcloud compute tpus tpu-vm ssh {shlex.quote(options.name)} --zone={shlex.quote(options.zone)}{project} "
-            f"--worker=all --command={shlex.quote(remote_command(point, options))}")
+            f"--worker=all --command={double_quoted(remote_command(point, options))}")
 
 
 def script(points: Sequence[Point], options: TpuOptions) -> str:

@@ -32,7 +32,7 @@ def test_names_from_varying_fields_and_ambiguous_last_components():
 
 
 @pytest.mark.parametrize("value,text", [(5.0, "5.0"), (3, "3"), (True, "True"), ("lp1", "lp1"),
-                                        (("random", "full"), "('random', 'full')"), ((), "()"),
+                                        (("random", "full"), '("random", "full")'), (("random",), '("random",)'), ((), "()"),
                                         ((1, -1, 1), "(1, -1, 1)")])
 def test_format_value(value, text):
     assert format_value(value) == text

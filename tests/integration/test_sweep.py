@@ -170,3 +170,18 @@ def test_aggregate_reads_the_sweep(uninterrupted, tmp_path):
             assert float(r["exact_match"]) == json.load(f)["exact_match"]
     report = open(os.path.join(out, "report.md")).read()
     assert "## Target quality against subset size" in report and os.path.exists(os.path.join(out, "quality_0.png"))
+
+
+def test_failed_points_are_reported_and_the_rest_go_on(tmp_path):
+    sweep = tmp_path / "bad.py"
+    # Both points fail at config validation (seconds); the second runs although the first failed.
+    sweep.write_text("CONFIG = 'configs/lp_app.py:micro'\n"
+                     "def sweep():\n    return [{'select.percent': -5.0}, {'select.metric': 'nope'}]\n")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"), f"--sweep={sweep}",
+                           f"--runs={tmp_path / 'runs'}"], cwd=REPO, capture_output=True, text=True, env=env(),
+                          timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "[1/2] percent=-5: FAILED: lpjax: select.percent: must be in (0, 100], got -5.0" in lines, proc.stdout
+    assert any(line.startswith("[2/2] metric=nope: FAILED: lpjax: select.metric: ") for line in lines)
+    assert "2 points: 0 ran, 0 already done, 2 failed" in proc.stdout

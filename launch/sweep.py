@@ -117,8 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}: run it where gcloud is set up (bash {path})")
         return 0
     else:
+        # Resubmitting the sweep sends only the points not finished yet.
+        done = [p for p in points if runner.is_done(p)]
+        points = [p for p in points if not runner.is_done(p)]
+        if done:
+            print(f"{len(done)} points done earlier, not resubmitted")
+        if not points:
+            return 0
         options, folder = slurm_options(args), os.path.join(runs, "slurm")
-        print(f"sbatch as submitted: {slurm.write_sbatch(os.path.join(folder, 'array.sbatch'), slurm.sbatch_text(len(points), folder, options))}")
+        text = slurm.sbatch_text(len(points), folder, options)
+        print(f"sbatch as submitted: {slurm.write_sbatch(os.path.join(folder, 'array.sbatch'), text)}")
         cluster = "local" if args.executor == "submitit_local" else "slurm"
         jobs = slurm.submit(points, folder, options, cluster)
         print(f"submitted {len(jobs)} points ({cluster}): job {jobs[0].job_id.split('_')[0]}"

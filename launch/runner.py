@@ -55,15 +55,15 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_point(point: Point, extra: Sequence[str] = (), write_status: bool = True) -> dict:
+def run_point(point: Point, extra: Sequence[str] = (), rank: int = 0) -> dict:
     """Run one point to the end (finished stages are skipped, interrupted ones
-    resume from their checkpoints); returns and records its status.
-    write_status=False: one of several processes of a multi-host point, whose
-    status process 0 records."""
+    resume from their checkpoints); returns and records its status. rank > 0:
+    another process of a multi-host point, with a log of its own; process 0
+    records the status."""
     from lpjax import atomic
 
     os.makedirs(point.workdir, exist_ok=True)
-    log_path = os.path.join(point.workdir, "launch.log")
+    log_path = os.path.join(point.workdir, "launch.log" if rank == 0 else f"launch.{rank}.log")
     t0 = time.time()
     with open(log_path, "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command(point, extra))}\n")
@@ -75,7 +75,7 @@ def run_point(point: Point, extra: Sequence[str] = (), write_status: bool = True
     if rc:
         with open(log_path) as f:
             status["error"] = error_line(f.read()[-20000:])
-    if write_status:
+    if rank == 0:
         atomic.write_json(os.path.join(point.workdir, STATUS), status)
     return status
 

@@ -72,7 +72,7 @@ class PointJob:
             return {**read_status(point), "status": "skipped"}
         # Every task of a multi-host point runs lpjax (they enter its
         # collectives together); task 0 alone records the status.
-        return run_point(point, self.extra, write_status=rank == 0)
+        return run_point(point, self.extra, rank=rank)
 
     def checkpoint(self, point: Point) -> Any:
         import submitit

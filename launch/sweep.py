@@ -94,6 +94,11 @@ def dry_run(points: list[Point]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.executor in ("slurm", "submitit_local"):
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise SystemExit("sweep: --executor=slurm needs submitit: pip install -e '.[sweep]'") from None
     points = build_points(args)
     runs = os.path.dirname(os.path.dirname(points[0].workdir))
     if args.dry_run:

@@ -12,8 +12,6 @@ from launch import sweep, tpu
 from launch.points import make_points
 from tests.conftest import REPO
 
-pytest.importorskip("submitit")
-from launch import slurm  # noqa: E402
 
 TWO = [{"select.percent": 5.0, "select.baselines": ("random", "full")},
        {"select.percent": 25.0, "select.baselines": ("random", "full"), "data.source": "my $data.json"}]
@@ -52,6 +50,9 @@ TPU_LINE = (
 
 
 def test_sbatch_of_a_multi_host_array(tmp_path):
+    pytest.importorskip("submitit")
+    from launch import slurm
+
     options = slurm.SlurmOptions(partition="gpu", nodes=2, tasks_per_node=4, gpus_per_node=4, array_parallelism=1,
                                  time_min=120, setup=("source ~/venv/bin/activate",))
     text = slurm.sbatch_text(2, "/shared/two/slurm", options, python="/opt/venv/bin/python")

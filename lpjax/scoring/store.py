@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from lpjax import atomic
+from lpjax import atomic, faults
 from lpjax.errors import DataError
 from lpjax.loss import mean_loss, perplexity
 
@@ -62,6 +62,8 @@ class ScoreStore:
 
     def write_row(self, row: int, loss_sum: np.ndarray, count: np.ndarray) -> None:
         self._arrays["loss"][row].write(mean_loss(loss_sum, count).astype(np.float32)).result()
+        # ppl last: done_rows() reads ppl, so a row whose ppl landed has its loss too.
+        faults.point("score-row")
         self._arrays["ppl"][row].write(perplexity(loss_sum, count).astype(np.float32)).result()
 
     def write(self, name: str, values: np.ndarray) -> None:

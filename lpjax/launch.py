@@ -75,16 +75,21 @@ def main(argv: list[str]) -> None:
     # After flag parsing: keeps --help fast.
     import jax
 
-    from lpjax import config, distributed, pipeline
+    from lpjax import config, distributed, preflight
     from lpjax.errors import UserError, disk_error
 
     try:
         cfg = config.finalize(_CONFIG.value)
         d = cfg.distributed
         distributed.initialize(d.coordinator, d.num_processes, d.process_id)
-        # Every field, then every input file, is checked before the first stage runs.
+        # Every field, then every input file, is checked before the first stage
+        # runs, and before the stages' modules (flax, orbax, ...) are imported:
+        # a rejected run takes seconds.
         config.validate(cfg, jax.device_count())
-        result = pipeline.run(cfg)
+        preflight.check(cfg)
+        from lpjax import pipeline
+
+        result = pipeline.run(cfg, checked=True)
     except UserError as e:
         # What the user can fix: one line naming the file or field (and record), exit 2.
         if _show_traceback():

@@ -20,12 +20,14 @@ from lpjax.stages.common import read_json
 from lpjax.workdir import StageResult, Workdir, run_metadata
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, checked: bool = False) -> dict:
     """Run (or resume, or skip) every stage of ``cfg``; returns the workdir and the report's path.
 
-    Every input is checked first (lpjax/preflight.py): a run that cannot work
-    raises a UserError before anything is written."""
-    preflight.check(cfg)
+    Every input is checked first (lpjax/preflight.py; ``checked``: the caller
+    already did): a run that cannot work raises a UserError before anything
+    is written."""
+    if not checked:
+        preflight.check(cfg)
     work = Workdir(cfg.workdir, cfg.store)
     meta = run_metadata(to_dict(cfg))
     atomic.write_json(work.path("run.json"), meta)

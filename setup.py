@@ -21,6 +21,9 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2.3,<0.3",
     "matplotlib>=3.11,<4",
     "scipy>=1.17,<2",
+    # transformers renders chat templates (data.template=chat) with jinja2 but
+    # does not require it; without it a chat run fails at its first prompt.
+    "jinja2>=3.1,<4",
 ]
 
 setup(

@@ -16,6 +16,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from lpjax import faults
+from lpjax.errors import DiskError, disk_error
+
 
 # mkstemp creates files readable by their owner alone; outputs get the
 # permissions a plain open() would give them.
@@ -37,9 +40,32 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _disk_errors(path: str):
+    """A full disk or a missing permission, as the one-line DiskError naming
+    ``path`` (the launcher prints it; a rerun after fixing resumes)."""
+    return _DiskErrors(path)
+
+
+class _DiskErrors(contextlib.AbstractContextManager):
+    def __init__(self, path: str):
+        self.path = path
+
+    def __exit__(self, kind, err, tb):
+        if isinstance(err, OSError) and not isinstance(err, DiskError):
+            converted = disk_error(err, self.path)
+            if converted is not None:
+                raise converted from None
+        return False
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> str:
     """Write ``data`` to ``path`` atomically; returns the path."""
     path = os.fspath(path)
+    with _disk_errors(path):
+        return _write_bytes(path, data)
+
+
+def _write_bytes(path: str, data: bytes) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -49,6 +75,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        faults.point("atomic-write", path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -98,6 +125,13 @@ def directory(path: str | os.PathLike) -> Iterator[str]:
     existing one; on error the temporary directory is removed and ``path``
     is untouched."""
     path = os.path.abspath(os.fspath(path))
+    with _disk_errors(path):
+        with _directory(path) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _directory(path: str) -> Iterator[str]:
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -108,6 +142,7 @@ def directory(path: str | os.PathLike) -> Iterator[str]:
             for name in files:
                 with open(os.path.join(root, name), "rb") as f:
                     os.fsync(f.fileno())
+        faults.point("atomic-dir", path)
         old = None
         if os.path.lexists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".old")

@@ -20,13 +20,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lpjax.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config value that cannot work; printed as ``lpjax: <field>: <message>``."""
 
     def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")
+        super().__init__(field, message)
+        self.field = field
 
 
 def is_preset(spec: str) -> bool:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging as logging_std
+import os
 import sys
 
 from absl import app, flags, logging
@@ -22,9 +23,17 @@ class _QuietLibraries(logging_std.Filter):
         return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
 
 
+_TRACEBACK = flags.DEFINE_bool("traceback", False, "Show the traceback of an input error (also LPJAX_TRACEBACK=1).")
+
+
 def _fail(message: str) -> None:
     print(f"lpjax: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _show_traceback() -> bool:
+    # Before flag parsing finished (a bad flag), only the environment variable can ask.
+    return os.environ.get("LPJAX_TRACEBACK", "") not in ("", "0") or (flags.FLAGS.is_parsed() and _TRACEBACK.value)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -66,21 +75,32 @@ def main(argv: list[str]) -> None:
     # After flag parsing: keeps --help fast.
     import jax
 
-    from lpjax import config, distributed, pipeline
-    from lpjax.data.formats import DataError
+    from lpjax import config, distributed, preflight
+    from lpjax.errors import UserError, disk_error
 
-    cfg = config.finalize(_CONFIG.value)
-    d = cfg.distributed
-    distributed.initialize(d.coordinator, d.num_processes, d.process_id)
     try:
-        # Every field is checked before the first stage runs.
+        cfg = config.finalize(_CONFIG.value)
+        d = cfg.distributed
+        distributed.initialize(d.coordinator, d.num_processes, d.process_id)
+        # Every field, then every input file, is checked before the first stage
+        # runs, and before the stages' modules (flax, orbax, ...) are imported:
+        # a rejected run takes seconds.
         config.validate(cfg, jax.device_count())
-        result = pipeline.run(cfg)
-    except config.ConfigError as e:
+        preflight.check(cfg)
+        from lpjax import pipeline
+
+        result = pipeline.run(cfg, checked=True)
+    except UserError as e:
+        # What the user can fix: one line naming the file or field (and record), exit 2.
+        if _show_traceback():
+            raise
         _fail(str(e))
-    except DataError as e:
-        # One line naming the file and record, and a non-zero exit, before any training.
-        _fail(f"bad input: {e}")
+    except OSError as e:
+        # A full disk or a permission problem met outside lpjax's own writers
+        # (Orbax, tensorstore, datasets): the same one line, naming the path.
+        if (err := disk_error(e)) is None or _show_traceback():
+            raise
+        _fail(str(err))
     logging.info("report: %s", result["report"])
     print(result["report"])
 

@@ -13,15 +13,21 @@ import os
 
 from absl import logging
 
-from lpjax import atomic
+from lpjax import atomic, preflight
 from lpjax.config import Config, is_preset, to_dict
 from lpjax.stages import answers, base, cluster, data, evaluate, judge, probe, report, select, target
 from lpjax.stages.common import read_json
 from lpjax.workdir import StageResult, Workdir, run_metadata
 
 
-def run(cfg: Config) -> dict:
-    """Run (or resume, or skip) every stage of ``cfg``; returns the workdir and the report's path."""
+def run(cfg: Config, checked: bool = False) -> dict:
+    """Run (or resume, or skip) every stage of ``cfg``; returns the workdir and the report's path.
+
+    Every input is checked first (lpjax/preflight.py; ``checked``: the caller
+    already did): a run that cannot work raises a UserError before anything
+    is written."""
+    if not checked:
+        preflight.check(cfg)
     work = Workdir(cfg.workdir, cfg.store)
     meta = run_metadata(to_dict(cfg))
     atomic.write_json(work.path("run.json"), meta)

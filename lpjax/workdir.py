@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -36,8 +37,9 @@ from typing import Any
 import jax
 from absl import logging
 
-from lpjax import atomic
+from lpjax import atomic, faults
 from lpjax.config import get_path
+from lpjax.errors import UserError
 
 PACKAGES = ("lpjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "tokenizers",
             "datasets", "tensorstore", "numpy")
@@ -220,6 +222,8 @@ class Workdir:
                 logging.info("stage %s: up to date (key %s), skipped", name, key)
                 action, summary = "skipped", state["summary"]
             else:
+                if state and jax.process_count() == 1:
+                    _remove_leftovers(directory)
                 os.makedirs(directory, exist_ok=True)
                 atomic.write_json(os.path.join(directory, "stage.json"), {"key": key, "done": False, **described})
                 self._point(name, directory)  # progress (checkpoints, logs) is visible where the output will be
@@ -227,8 +231,19 @@ class Workdir:
                 t0 = time.time()
                 view = ConfigView(cfg, frozenset(stage.reads + stage.runtime), name)
                 ctx = StageContext(view, directory, inputs, params, self.log_metrics)
-                summary = stage.run(ctx)
+                faults.point(f"stage:{name}")
+                try:
+                    summary = stage.run(ctx)
+                except UserError:
+                    # Bad input the preflight check could not see: a stage that
+                    # had not started before leaves nothing behind (a resumed
+                    # one keeps its checkpoints). The log says it failed.
+                    if not state:
+                        self._discard(name, directory)
+                    self._append("stages.jsonl", {"stage": name, "key": key, "action": "failed", "time": time.time()})
+                    raise
                 seconds = time.time() - t0
+                faults.point(f"stage-end:{name}")
                 atomic.write_json(os.path.join(directory, "stage.json"),
                                   {"key": key, "done": True, **described, "summary": summary, "seconds": seconds})
                 action = "ran"
@@ -253,6 +268,12 @@ class Workdir:
                     with contextlib.suppress(FileNotFoundError):  # another process of this run was first
                         os.unlink(link.path)
 
+    def _discard(self, name: str, directory: str) -> None:
+        link = self.path(name)
+        if os.path.islink(link) and os.path.realpath(link) == os.path.realpath(directory):
+            os.unlink(link)
+        shutil.rmtree(directory, ignore_errors=True)
+
     def _point(self, name: str, target: str) -> None:
         """Atomically (re)point <workdir>/<name> at target."""
         link = self.path(name)
@@ -263,6 +284,22 @@ class Workdir:
         tmp = f"{link}.{uuid.uuid4().hex[:8]}.tmp"
         os.symlink(os.path.relpath(target, os.path.dirname(link)), tmp)
         os.replace(tmp, link)
+
+
+def _remove_leftovers(directory: str) -> None:
+    """The temporary files and directories a killed run left in an unfinished
+    stage's output (lpjax.atomic names them ``.<name>.<random>.tmp``/``.old``).
+    Never read, only clutter; removed under the stage's lock, so no live
+    writer owns them."""
+    for root, dirs, files in os.walk(directory):
+        for name in list(dirs):
+            if name.startswith(".") and name.endswith((".tmp", ".old")):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                dirs.remove(name)
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
 
 
 def _read_state(directory: str) -> dict:

@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable
 
 from lpjax import atomic
+from lpjax.errors import DataError  # noqa: F401 - re-exported: callers import it from here
 
 FIELDS = ("instruction", "input", "output")
 FORMATS = ("auto", "alpaca", "jsonl", "dolly", "chat", "parquet", "hf_disk")
@@ -24,28 +25,28 @@ _ALPACA_FIELDS = {"instruction": "instruction", "input": "input", "output": "out
 _DOLLY_FIELDS = {"instruction": "instruction", "input": "context", "output": "response"}
 
 
-class DataError(ValueError):
-    """A problem in an input file, reported on one line as ``path: record N: reason``."""
-
-    def __init__(self, path: str, reason: str, record: int | None = None):
-        self.path = str(path)
-        self.record = record
-        self.reason = reason
-        where = f"{self.path}: record {record}: " if record is not None else f"{self.path}: "
-        # One line, whatever the reason quotes (JSON parser messages, repr of values).
-        super().__init__((where + reason).replace("\r", "\\r").replace("\n", "\\n"))
-
-
 # ----------------------------------------------------------------------------
 # Containers: bytes on disk -> list of raw source records.
 
 
+def has_bom(path: str) -> bool:
+    """Whether a file starts with a UTF-8 byte-order mark (read past, and reported)."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read(3) == b"\xef\xbb\xbf"
+
+
 def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the JSON.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 text (byte {err.start}: {err.reason})") from None
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(path, f"not UTF-8 text at line {line}, byte {err.start} ({err.reason}); "
+                              "re-save the file as UTF-8") from None
     if not text.strip():
         raise DataError(path, "file is empty (no records)")
     return text
@@ -264,7 +265,7 @@ def load_records(path: str, format: str = "auto") -> list[dict]:
     if format not in FORMATS:
         raise ValueError(f"unknown data format {format!r}; expected one of {FORMATS}")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise DataError(path, "no such file or directory; check the path")
     if format != "auto":
         reader, mapper = _EXPLICIT[format]
         return _normalize(path, reader(path), mapper)

@@ -1,13 +1,40 @@
 """The training and held-out records of a run, from the data config."""
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from lpjax.config import SYNTHETIC, DataConfig
 from lpjax.data import formats, synthetic
 
 
+# The last split loaded, by its inputs: the preflight check loads and
+# validates the records, and the data stage reuses them instead of parsing
+# a 1M-record file twice.
+_LAST: dict[Any, tuple[list[dict], list[dict], list[int]]] = {}
+
+
+def _stamp(path: str) -> Any:
+    if not path or path == SYNTHETIC or not os.path.exists(path):
+        return path
+    st = os.stat(path)
+    return (path, st.st_size, st.st_mtime_ns)
+
+
 def load_splits(d: DataConfig, seed: int) -> tuple[list[dict], list[dict], list[int]]:
+    """(train records, held-out records, source index of each train record);
+    see _load_splits. Loaded once per process for the same inputs."""
+    key = (repr(d), seed, _stamp(d.source), _stamp(d.test_source))
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = _load_splits(d, seed)
+    train, test, index = _LAST[key]
+    return list(train), list(test), list(index)
+
+
+def _load_splits(d: DataConfig, seed: int) -> tuple[list[dict], list[dict], list[int]]:
     """(train records, held-out records, source index of each train record).
 
     The held-out split is ``d.test_source``, or ``d.test_size`` records

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lpjax.errors import UserError
+
 # Stanford Alpaca's templates, verbatim (docs/method.md). They end at
 # "### Response:" with no newline: the authors' code appends the output
 # directly, and the tokenization in tokenize.py does the same.
@@ -44,8 +46,10 @@ def build_prompt(record: dict, template: str = "alpaca", tokenizer: Any = None) 
         return form.format(instruction=record["instruction"], input=record.get("input", ""))
     if template == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("template 'chat' needs a tokenizer that has a chat_template")
-        return tokenizer.apply_chat_template(
-            chat_messages(record), tokenize=False, add_generation_prompt=True
-        )
+            raise UserError("data.template", "chat needs a tokenizer that has a chat_template; use alpaca or a "
+                                             "tokenizer with one")
+        try:
+            return tokenizer.apply_chat_template(chat_messages(record), tokenize=False, add_generation_prompt=True)
+        except ImportError as e:  # transformers renders chat templates with jinja2
+            raise UserError("data.template", f"chat needs jinja2 ({e}); pip install jinja2") from None
     raise ValueError(f"unknown template {template!r}; expected one of {TEMPLATES}")

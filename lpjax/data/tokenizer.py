@@ -7,8 +7,13 @@ import os
 from typing import Any
 
 from lpjax import atomic
+from lpjax.errors import UserError
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+
+
+class TokenizerError(UserError, ValueError):
+    """A tokenizer directory that cannot be used: ``path: what is wrong``."""
 _BYTE_ALPHABET = 256
 
 
@@ -40,10 +45,15 @@ def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: not a tokenizer directory")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, **_kwargs(path))
+        raise TokenizerError(path, "not a tokenizer directory (no such directory)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, **_kwargs(path))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        # transformers reports a missing or corrupt file in many ways; each is the directory's problem.
+        text = " ".join(str(e).split())
+        raise TokenizerError(path, f"cannot load a tokenizer ({type(e).__name__}: {text[:300]})") from None
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"{path}: tokenizer has no eos token; responses must end with one")
+        raise TokenizerError(path, "tokenizer has no eos token; responses must end with one")
     return tokenizer
 
 

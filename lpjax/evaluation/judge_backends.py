@@ -21,9 +21,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from lpjax.errors import UserError
 
-class JudgeError(RuntimeError):
-    """A judge that cannot be used (unreachable, refusing, misconfigured); one line."""
+
+class JudgeError(UserError, RuntimeError):
+    """A judge that cannot be used (unreachable, refusing, misconfigured); one
+    line, under the config section that names the judge."""
+
+    def __init__(self, message: str, where: str = "evaluate.judge"):
+        super().__init__(where, message)
 
 
 @dataclasses.dataclass(frozen=True)

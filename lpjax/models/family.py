@@ -16,6 +16,7 @@ from typing import Any
 from flax import nnx
 
 from lpjax.models import bert, gpt2, llama, opt
+from lpjax.errors import UserError
 from lpjax.models.convert import Tensor
 
 
@@ -45,15 +46,20 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory that does not match the model it describes."""
+class CheckpointError(UserError, ValueError):
+    """A checkpoint directory that does not match the model it describes
+    (``path: what is wrong``)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(path, message)
 
 
 def family_for(hf_config: dict[str, Any], path: str = "config") -> Family:
     """The family of a transformers config.json dict."""
     model_type = hf_config.get("model_type")
     if model_type not in FAMILIES:
-        raise CheckpointError(f"{path}: unsupported model_type {model_type!r}; supported: {', '.join(FAMILIES)}")
+        raise CheckpointError(path, f"unsupported model_type {model_type!r}; supported: "
+                                    f"{', '.join(FAMILIES)}")
     return FAMILIES[model_type]
 
 

@@ -39,15 +39,30 @@ def is_checkpoint_dir(path: str) -> bool:
 def read_config(path: str) -> dict[str, Any]:
     file = os.path.join(path, CONFIG)
     if not os.path.isfile(file):
-        raise CheckpointError(f"{path}: no {CONFIG}; not a Hugging Face checkpoint directory")
-    with open(file) as f:
-        return json.load(f)
+        raise CheckpointError(path, f"no {CONFIG}; not a Hugging Face checkpoint directory")
+    try:
+        with open(file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(file, f"not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(file, f"expected a JSON object, got {type(config).__name__}")
+    return config
 
 
 def config_from_hf(hf_config: dict[str, Any], compute_dtype: str = "float32", path: str = "config"):
     """The lpjax config dataclass of a transformers config.json dict (which
     it keeps, for save_hf)."""
-    cfg = family_for(hf_config, path).config_cls.from_hf(hf_config, compute_dtype)
+    family = family_for(hf_config, path)
+    try:
+        cfg = family.config_cls.from_hf(hf_config, compute_dtype)
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError) as e:
+        # A field missing, of the wrong type or unsupported in the user's config.json.
+        what = f"field {e.args[0]!r} is missing" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(os.path.join(path, CONFIG), f"{what}; not a {hf_config.get('model_type')} config "
+                                                          "lpjax can build") from None
     return dataclasses.replace(cfg, hf_source=json.dumps(hf_config, sort_keys=True))
 
 
@@ -61,15 +76,18 @@ def _weight_files(path: str) -> dict[str, str]:
             weight_map = json.load(f)["weight_map"]
         for file in sorted(set(weight_map.values())):
             if not os.path.isfile(os.path.join(path, file)):
-                raise CheckpointError(f"{path}: {INDEX} names {file}, which is missing")
+                raise CheckpointError(path, f"{INDEX} names {file}, which is missing")
         return {name: os.path.join(path, file) for name, file in weight_map.items()}
     single = os.path.join(path, SAFETENSORS)
     if os.path.isfile(single):
-        with safe_open(single, framework="numpy") as f:
-            return {name: single for name in f.keys()}
+        try:
+            with safe_open(single, framework="numpy") as f:
+                return {name: single for name in f.keys()}
+        except Exception as e:  # safetensors' own error types: a truncated or corrupt header
+            raise CheckpointError(single, f"cannot read safetensors ({type(e).__name__}: {e})") from None
     others = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
     hint = f" (found {', '.join(sorted(others))}; re-save with save_pretrained(safe_serialization=True))" if others else ""
-    raise CheckpointError(f"{path}: no {SAFETENSORS} or {INDEX}{hint}")
+    raise CheckpointError(path, f"no {SAFETENSORS} or {INDEX}{hint}")
 
 
 def _canonical_names(names: list[str], prefix: str) -> dict[str, str]:
@@ -83,7 +101,7 @@ def _canonical_names(names: list[str], prefix: str) -> dict[str, str]:
 
 
 def _shape_error(path: str, name: str, got, want) -> CheckpointError:
-    return CheckpointError(f"{path}: tensor {name} has shape {tuple(got)} in the checkpoint, "
+    return CheckpointError(path, f"tensor {name} has shape {tuple(got)} in the checkpoint, "
                            f"but the model built from {CONFIG} expects {tuple(want)}")
 
 
@@ -92,12 +110,16 @@ def _list_problems(kind: str, names: list[str], limit: int = 8) -> str:
     return f"{kind}: {shown}"
 
 
-def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float32") -> tuple[nnx.Module, dict]:
-    """(model, hf_config dict) from a local transformers checkpoint directory.
+def check_checkpoint(path: str) -> dict[str, Any]:
+    """Check a checkpoint directory without reading a weight: config.json,
+    its model_type, the safetensors files, every tensor's name and shape
+    (from the safetensors headers). Raises CheckpointError naming what is
+    wrong; returns the config.json dict."""
+    return _plan(path, "float32")[0]
 
-    Parameters are stored in ``param_dtype`` (fp32 master weights by
-    default) whatever dtype the checkpoint holds; activations run in
-    ``compute_dtype``."""
+
+def _plan(path: str, compute_dtype: str):
+    """Everything load_hf needs before it reads data, every mismatch checked."""
     from safetensors import safe_open
 
     hf_config = read_config(path)
@@ -119,22 +141,39 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
     if unexpected:
         problems.append(_list_problems("unexpected tensors", unexpected))
     if problems:
-        raise CheckpointError(f"{path} does not match its {CONFIG} ({hf_config.get('model_type')}): "
+        raise CheckpointError(path, f"does not match its {CONFIG} ({hf_config.get('model_type')}): "
                               + "; ".join(problems))
 
     by_file: dict[str, list[str]] = {}
     for name in tensor_map:
         by_file.setdefault(files[present[name]], []).append(name)
-    dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
     # Check every shape before reading any data, so a bad checkpoint fails fast.
     for file, names in by_file.items():
-        with safe_open(file, framework="numpy") as f:
-            for name in names:
-                t = tensor_map[name]
-                want = t.transform.hf_shape(variables[t.path].get_value().shape)
-                got = tuple(f.get_slice(present[name]).get_shape())
-                if got != want:
-                    raise _shape_error(path, name, got, want)
+        try:
+            with safe_open(file, framework="numpy") as f:
+                for name in names:
+                    t = tensor_map[name]
+                    want = t.transform.hf_shape(variables[t.path].get_value().shape)
+                    got = tuple(f.get_slice(present[name]).get_shape())
+                    if got != want:
+                        raise _shape_error(path, name, got, want)
+        except CheckpointError:
+            raise
+        except Exception as e:  # safetensors raises its own error types for a truncated or corrupt file
+            raise CheckpointError(file, f"cannot read safetensors ({type(e).__name__}: {e})") from None
+    return hf_config, graphdef, state, variables, tensor_map, present, by_file
+
+
+def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float32") -> tuple[nnx.Module, dict]:
+    """(model, hf_config dict) from a local transformers checkpoint directory.
+
+    Parameters are stored in ``param_dtype`` (fp32 master weights by
+    default) whatever dtype the checkpoint holds; activations run in
+    ``compute_dtype``."""
+    from safetensors import safe_open
+
+    hf_config, graphdef, state, variables, tensor_map, present, by_file = _plan(path, compute_dtype)
+    dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
     for file, names in sorted(by_file.items()):
         with safe_open(file, framework="numpy") as f:
             for name in names:

@@ -13,7 +13,7 @@ import os
 from flax import nnx
 
 from lpjax.models import hf
-from lpjax.models.family import FAMILIES, abstract_module, family_for, family_of_config
+from lpjax.models.family import FAMILIES, CheckpointError, abstract_module, family_for, family_of_config
 from lpjax.models.gpt2 import GPT2Config
 from lpjax.models.llama import LlamaConfig
 from lpjax.models.opt import OPTConfig
@@ -33,9 +33,10 @@ def is_checkpoint(spec: str) -> bool:
     return hf.is_checkpoint_dir(spec)
 
 
-def _not_causal(what: str) -> ValueError:
+def _not_causal(where: str, what: str) -> CheckpointError:
     causal = ", ".join(name for name, fam in FAMILIES.items() if fam.causal)
-    return ValueError(f"{what} is an encoder, not a causal language model; a probe or target must be one of: {causal}")
+    return CheckpointError(where, f"{what} is an encoder, not a causal language model; a probe or target must be one "
+                                  f"of: {causal}")
 
 
 def model_config(spec: str, vocab_size: int | None = None, compute_dtype: str = "float32") -> ModelConfig:
@@ -44,7 +45,7 @@ def model_config(spec: str, vocab_size: int | None = None, compute_dtype: str = 
     if is_checkpoint(spec):
         hf_config = hf.read_config(spec)
         if not family_for(hf_config, spec).causal:
-            raise _not_causal(f"{spec} (model_type {hf_config['model_type']!r})")
+            raise _not_causal(spec, f"model_type {hf_config['model_type']!r}")
         cfg = hf.config_from_hf(hf_config, compute_dtype, spec)
         check_vocab(spec, cfg.vocab_size, vocab_size)
         return cfg
@@ -61,15 +62,15 @@ def check_vocab(spec: str, model_vocab: int, tokenizer_vocab: int | None) -> Non
     # Checkpoints often have more embedding rows than tokens (OPT: 50272 for
     # 50265 tokens, padded for speed); fewer would index out of the table.
     if tokenizer_vocab is not None and tokenizer_vocab > model_vocab:
-        raise ValueError(f"{spec}: the tokenizer has {tokenizer_vocab} tokens but the model's embedding only "
-                         f"{model_vocab} rows")
+        raise CheckpointError(spec, f"the tokenizer has {tokenizer_vocab} tokens but the model's embedding only "
+                                    f"{model_vocab} rows; use the checkpoint's own tokenizer")
 
 
 def build_model(cfg: ModelConfig, seed: int) -> nnx.Module:
     """A randomly initialized model of any causal family."""
     fam = family_of_config(cfg)
     if not fam.causal:
-        raise _not_causal(type(cfg).__name__)
+        raise ValueError(f"{type(cfg).__name__} is an encoder, not a causal language model")
     # Parameters carry logical axis names; placing them on a mesh is the
     # caller's job (lpjax/sharding.py), so no mesh is needed to build.
     with nnx.use_eager_sharding(False):
@@ -102,5 +103,6 @@ def tokenizer_path(spec: str) -> str | None:
     if not is_checkpoint(spec):
         return None
     if not any(os.path.isfile(os.path.join(spec, f)) for f in TOKENIZER_FILES):
-        raise FileNotFoundError(f"{spec}: checkpoint directory has no tokenizer ({', '.join(TOKENIZER_FILES)})")
+        raise CheckpointError(spec, f"checkpoint directory has no tokenizer ({', '.join(TOKENIZER_FILES)}); "
+                                    "add one or set <side>.tokenizer")
     return spec

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
-from lpjax import atomic
+from lpjax import atomic, faults
+from lpjax.errors import DataError
 from lpjax.loss import mean_loss, perplexity
 
 ARRAYS = ("ppl", "loss")
@@ -61,6 +62,8 @@ class ScoreStore:
 
     def write_row(self, row: int, loss_sum: np.ndarray, count: np.ndarray) -> None:
         self._arrays["loss"][row].write(mean_loss(loss_sum, count).astype(np.float32)).result()
+        # ppl last: done_rows() reads ppl, so a row whose ppl landed has its loss too.
+        faults.point("score-row")
         self._arrays["ppl"][row].write(perplexity(loss_sum, count).astype(np.float32)).result()
 
     def write(self, name: str, values: np.ndarray) -> None:
@@ -96,13 +99,14 @@ def parse_score_pickle(data: bytes, source: str = "<bytes>") -> np.ndarray:
         obj = _NoGlobalsUnpickler(io.BytesIO(data)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
             AttributeError, IndexError, KeyError) as err:
-        raise ValueError(f"{source}: not a plain score pickle ({err})") from err
+        raise DataError(source, f"not a plain score pickle ({err}); score pickles hold a list of floats and "
+                                "nothing else, and are never executed") from None
     if not isinstance(obj, (list, tuple)):
-        raise ValueError(f"{source}: expected a list of numbers, found {_describe(obj)}")
+        raise DataError(source, f"expected a list of numbers, found {_describe(obj)}")
     for i, item in enumerate(obj):
         # bool is an int subclass but a True/False "perplexity" is a bug upstream.
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise ValueError(f"{source}: item {i} is not a number, found {_describe(item)}")
+            raise DataError(source, f"not a number, found {_describe(item)}", i + 1)
     return np.asarray(obj, dtype=np.float64)
 
 
@@ -117,7 +121,8 @@ def reference_score_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     files = [directory / "epoch-pre.pkl"]
     if not files[0].is_file():
-        raise ValueError(f"{directory}: no epoch-pre.pkl")
+        raise DataError(directory, "not a score directory: no meta.json (lpjax scores) and no epoch-pre.pkl "
+                                   "(the authors' pickles)")
     epoch = 1
     while (directory / f"epoch-{epoch}.pkl").is_file():
         files.append(directory / f"epoch-{epoch}.pkl")
@@ -130,7 +135,7 @@ def load_reference_scores(directory: str | Path) -> np.ndarray:
     rows = [load_score_pickle(p) for p in reference_score_files(directory)]
     lengths = {len(r) for r in rows}
     if len(lengths) != 1:
-        raise ValueError(f"{directory}: epoch files differ in length: {sorted(lengths)}")
+        raise DataError(directory, f"epoch files differ in length: {sorted(lengths)}")
     return np.stack(rows)
 
 
@@ -176,12 +181,15 @@ def import_scores(
     files = reference_score_files(src)
     rows = load_reference_scores(src)
     if num_records is not None and rows.shape[1] != num_records:
-        raise ValueError(f"{src}: {rows.shape[1]} scores per epoch, but there are {num_records} records")
+        raise DataError(src, f"{rows.shape[1]} scores per epoch, but there are {num_records} training records; "
+                             "the scores must belong to exactly these records, in this order")
     if not np.isfinite(rows).all():
-        raise ValueError(f"{src}: scores contain NaN or infinity")
+        row, col = np.argwhere(~np.isfinite(rows))[0]
+        raise DataError(files[row], f"scores contain NaN or infinity ({rows[row, col]})", int(col) + 1)
     if kind == "ppl":
         if (rows <= 0).any():
-            raise ValueError(f"{src}: perplexities must be positive")
+            row, col = np.argwhere(rows <= 0)[0]
+            raise DataError(files[row], f"perplexities must be positive, got {rows[row, col]}", int(col) + 1)
         ppl, loss = rows, np.log(rows)
     else:
         ppl, loss = np.exp(rows), rows
@@ -214,21 +222,20 @@ def load_scores(
     """
     directory = Path(directory)
     if not (directory / "meta.json").is_file():
-        raise FileNotFoundError(f"{directory}: not a score directory (no meta.json)")
+        raise DataError(directory, "not a score directory (no meta.json)")
     if name not in SCORE_KINDS:
         raise ValueError(f"name must be one of {SCORE_KINDS}, got {name!r}")
     store = ScoreStore.open(str(directory))
     found = store.meta.get("fingerprint")
     if expected_fingerprint is not None and found != expected_fingerprint:
-        raise ValueError(
-            f"{directory}: scores belong to records with fingerprint {found}, but the records in use have "
-            f"fingerprint {expected_fingerprint}; they were computed on other data (or another order)"
-        )
+        raise DataError(directory, f"scores belong to records with fingerprint {found}, but the records in use "
+                                   f"have fingerprint {expected_fingerprint}; they were computed on other data "
+                                   "(or another order)")
     scores = store.read(name)
     if require_complete:
         missing = [i for i in range(scores.shape[0]) if np.isnan(scores[i]).any()]
         if missing:
-            raise ValueError(f"{directory}: score rows {missing} are incomplete (NaN); finish the probe run first")
+            raise DataError(directory, f"score rows {missing} are incomplete (NaN); finish the probe run first")
     return scores, dict(store.meta)
 
 

@@ -7,19 +7,38 @@ import json
 import numpy as np
 
 from lpjax.config import ClusterConfig
-from lpjax.data.formats import DataError
+from lpjax.errors import DataError
 
 
 def read_cluster_file(path: str, n: int) -> np.ndarray:
-    """A JSON list of ints, or a text file with one int per line; n of them."""
-    with open(path) as f:
-        text = f.read()
+    """A JSON list of ints, or a text file with one int per line; n of
+    them, each >= 0. A bad file raises DataError naming the bad entry."""
     try:
-        values = json.loads(text) if text.lstrip().startswith("[") else [int(v) for v in text.split()]
-    except ValueError as e:
-        raise DataError(path, f"not a list of cluster ids ({e})") from None
-    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise DataError(path, "cluster ids must be integers")
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text (byte {e.start}); expected a JSON list of ints or one int per "
+                              "line") from None
+    if text.lstrip().startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError as e:
+            raise DataError(path, f"not a JSON list of cluster ids ({e})") from None
+    else:
+        values = []
+        for i, token in enumerate(text.split(), start=1):
+            try:
+                values.append(int(token))
+            except ValueError:
+                raise DataError(path, f"{token[:40]!r} is not an integer cluster id", i) from None
+    if not isinstance(values, list):
+        raise DataError(path, f"expected a list of cluster ids, got {type(values).__name__}")
+    for i, v in enumerate(values, start=1):
+        # bool is an int subclass, and 1.0 is not an id: both are a bug upstream.
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise DataError(path, f"cluster ids must be integers, got {v!r}", i)
+        if v < 0:
+            raise DataError(path, f"cluster ids must be >= 0, got {v}", i)
     if len(values) != n:
         raise DataError(path, f"expected {n} cluster ids, one per training record, got {len(values)}")
     return np.asarray(values, np.int64)

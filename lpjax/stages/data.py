@@ -16,7 +16,7 @@ from lpjax.workdir import Stage, StageContext
 
 
 def _files(cfg) -> list[str]:
-    return [p for p in (cfg.data.source, cfg.data.test_source) if p and p != SYNTHETIC]
+    return _files_of(cfg.data)
 
 
 def run(ctx: StageContext) -> dict:
@@ -31,7 +31,33 @@ def run(ctx: StageContext) -> dict:
         train_bpe(texts, d.vocab_size, os.path.join(ctx.out, "tokenizer"))
     atomic.write_json(os.path.join(ctx.out, "source_index.json"), source_index)
     return {"fingerprint": formats.fingerprint(train), "test_fingerprint": formats.fingerprint(test),
-            "num_train": len(train), "num_test": len(test)}
+            "num_train": len(train), "num_test": len(test), "input_checks": input_checks(d, train, test)}
+
+
+def input_checks(d, train: list[dict], test: list[dict]) -> dict:
+    """What the loader accepted that a user may want to know about: a
+    byte-order mark, fields beyond instruction/input/output, exact
+    duplicates, the largest record, empty responses (report.md lists them)."""
+    seen: set[str] = set()
+    duplicates = 0
+    for r in train:
+        core = atomic.dumps([r[k] for k in formats.FIELDS], None)
+        duplicates += core in seen
+        seen.add(core)
+    extra = sorted({k for r in train for k in r if k not in formats.FIELDS})
+    sizes = [len(atomic.dumps(r, None).encode("utf-8", "surrogatepass")) for r in train + test]
+    return {
+        "bom": [p for p in _files_of(d) if formats.has_bom(p)],
+        "extra_fields": extra[:20],
+        "duplicates": duplicates,
+        "largest_record_bytes": max(sizes, default=0),
+        "empty_responses": sum(not r["output"].strip() for r in train),
+        "num_train": len(train),
+    }
+
+
+def _files_of(d) -> list[str]:
+    return [p for p in (d.source, d.test_source) if p and p != SYNTHETIC]
 
 
 STAGE = Stage("data", run, reads=("seed", "data"), files=_files)

@@ -49,7 +49,7 @@ def run(ctx: StageContext) -> dict:
         else:
             stores[name] = ScoreStore.create(score_dir, p.train.epochs + 1, len(pass_examples), {**meta, "pass": name})
 
-    scoring = {"seconds": 0.0, "tokens": 0}
+    scoring = {"seconds": 0.0}
 
     def score_epoch(epoch: int, params) -> None:
         for name, store in stores.items():
@@ -60,7 +60,6 @@ def run(ctx: StageContext) -> dict:
                                              p.train.pad_multiple, **options)
             store.write_row(epoch, loss_sum, count)
             scoring["seconds"] += time.time() - t0
-            scoring["tokens"] += sum(len(ex.ids) for ex in passes[name])
             ppl = store.read("ppl")[epoch]
             logging.info("probe: scored %s of epoch %d, mean ppl %.3f", name, epoch, float(ppl.mean()))
             ctx.log_metrics({"stage": "probe_score", "pass": name, "epoch": epoch, "mean_ppl": float(ppl.mean())})
@@ -71,9 +70,13 @@ def run(ctx: StageContext) -> dict:
           log_metrics=ctx.log_metrics, name="probe", mesh=mesh)
     train_tokens = sum(len(ex.ids) for ex in examples) * p.train.epochs
     # What selecting cost: training the probe and scoring the data with it.
+    # Counted from the work itself, not from what this process did, so a run
+    # resumed after a kill reports the same figures (its seconds cover only
+    # the resumed part).
+    score_tokens = (p.train.epochs + 1) * sum(len(ex.ids) for ex_list in passes.values() for ex in ex_list)
     cost = {"train_tokens": train_tokens, "train_seconds": time.time() - t0 - scoring["seconds"],
-            "score_tokens": scoring["tokens"], "score_seconds": scoring["seconds"],
-            "flops": train_flops(model, train_tokens) + forward_flops(model, scoring["tokens"])}
+            "score_tokens": score_tokens, "score_seconds": scoring["seconds"],
+            "flops": train_flops(model, train_tokens) + forward_flops(model, score_tokens)}
     lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
     return {"num_scored": len(examples), "truncation": tokenize.truncation_stats(examples),
             "response_lost_examples": lost[:20], "dropped": [i for i, ex in enumerate(examples) if ex.dropped],

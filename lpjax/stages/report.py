@@ -130,6 +130,28 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
     return lines + [""]
 
 
+def input_checks_section(checks: dict | None, truncation: dict | None, max_len: int, policy: str) -> list[str]:
+    """What the data stage accepted that is worth knowing (lpjax/stages/data.py)."""
+    if not checks:
+        return []
+    n = checks["num_train"]
+    items = [f"byte-order mark read past in {', '.join(f'`{p}`' for p in checks['bom'])}" if checks["bom"]
+             else "no byte-order mark",
+             "extra fields kept as metadata: " + ", ".join(f"`{k}`" for k in checks["extra_fields"])
+             if checks["extra_fields"] else "no fields beyond instruction/input/output",
+             f"{checks['duplicates']} exact duplicate(s) of an earlier training record (kept)",
+             f"largest record {checks['largest_record_bytes']:,} bytes",
+             f"{checks['empty_responses']} of {n} training responses empty"
+             + (" (all of them: the probe scores only the end-of-sequence token)" if n and
+                checks["empty_responses"] == n else "")]
+    if truncation:
+        items.append(f"samples longer than data.max_len={max_len} (policy `{policy}`, of "
+                     f"{truncation['num_examples']}): {truncation['prompt_truncated']} prompts shortened, "
+                     f"{truncation['response_truncated']} responses cut ({truncation['response_lost']} lost whole), "
+                     f"{truncation['dropped']} dropped")
+    return ["## Input checks", "", *[f"- {item}" for item in items], ""]
+
+
 def run(ctx: StageContext) -> dict:
     """report.md, written into this stage's directory (the pipeline copies it
     to <workdir>/report.md); its links are relative to the workdir."""
@@ -155,6 +177,8 @@ def run(ctx: StageContext) -> dict:
         f"Selection: `{cfg.select.metric}` on {metric_file['score']} ({source}), the {cfg.select.percent:g} % "
         f"hardest {how}: " + ", ".join(f"`{n}` {c}" for n, c in sel.summary["subsets"].items()) + " samples.", "",
     ]
+    lines += input_checks_section(data.summary.get("input_checks"), probe.summary.get("truncation") if probe else None,
+                                  cfg.data.max_len, cfg.data.truncation)
     results = {name: _load(os.path.join(ev.dir, "results.json")) for name, ev in evaluations.items()}
     if results:
         lines += [

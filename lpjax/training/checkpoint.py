@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lpjax import faults
+
 
 class Checkpointer:
     def __init__(self, directory: str, max_to_keep: int = 2):
@@ -22,6 +24,7 @@ class Checkpointer:
         self._manager.save(
             step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position))
         )
+        faults.point("ckpt-save")  # the write may still be in flight (Orbax saves asynchronously)
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict[str, int]]:
         """Restore into the structure, shapes and shardings of `like`."""
@@ -37,9 +40,12 @@ class Checkpointer:
 
 
 def save_params(path: str, params: Any) -> None:
-    """The final weights alone, for evaluation and export."""
+    """The final weights alone, for evaluation and export. Replaces what a
+    killed run may have saved there already (the stage was not marked done,
+    so it is redone; Orbax writes aside and renames, so a reader never sees
+    half of it)."""
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.abspath(path), params)
+        ckptr.save(os.path.abspath(path), params, force=True)
 
 
 def load_params(path: str, like: Any) -> Any:

@@ -19,7 +19,7 @@ from absl import logging
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from lpjax import sharding
+from lpjax import faults, sharding
 from lpjax.aot import AotFunction
 from lpjax.config import TrainConfig
 from lpjax.training.checkpoint import Checkpointer
@@ -137,6 +137,7 @@ def train(
             params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
             step += 1
             batch_pos += 1
+            faults.point(f"step:{name}")
             if step % cfg.log_every == 0 or step == total:
                 loss = float(loss)
                 rate = (step - done_at_start) / max(time.time() - t0, 1e-9)
@@ -153,6 +154,7 @@ def train(
         epoch, batch_pos = epoch + 1, 0
         if on_epoch_end:
             on_epoch_end(epoch, params)
+        faults.point(f"epoch-end:{name}")
         ckpt.save(step, (params, opt_state), {"epoch": epoch, "batch": 0})
     ckpt.close()
     return params

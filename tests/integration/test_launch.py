@@ -141,10 +141,11 @@ def test_bad_input_stops_before_training_with_one_line(tmp_path, content, needle
     path.write_text(content)
     w = tmp_path / "w"
     proc = launch(str(w), f"--config.data.source={path}")
-    assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("lpjax: bad input")]
-    assert len(errors) == 1 and "bad.json" in errors[0] and needle in errors[0], proc.stderr[-2000:]
-    assert not os.path.exists(w / "probe")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("lpjax: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"lpjax: {path}: ") and needle in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(w)  # refused before the workdir was made
 
 
 @pytest.mark.parametrize("overrides,field", [

@@ -210,7 +210,7 @@ def test_json_that_is_not_a_list(tmp_path):
 def test_unknown_format_and_missing_file(tmp_path):
     with pytest.raises(ValueError, match="unknown data format"):
         load_records(_write(tmp_path, "a.json", "[]"), "csv")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="nope.json: no such file"):
         load_records(str(tmp_path / "nope.json"))
 
 

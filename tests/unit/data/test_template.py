@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from lpjax.errors import UserError
+
 from lpjax.data.template import PROMPT_INPUT, PROMPT_NO_INPUT, build_prompt
 
 
@@ -77,7 +79,7 @@ def test_chat_with_a_real_tokenizer_template():
 
 
 def test_chat_without_template_and_unknown_template_fail():
-    with pytest.raises(ValueError, match="chat_template"):
+    with pytest.raises(UserError, match="chat_template"):
         build_prompt({"instruction": "a", "input": "", "output": ""}, "chat")
     with pytest.raises(ValueError, match="unknown template"):
         build_prompt({"instruction": "a", "input": "", "output": ""}, "vicuna")

@@ -4,6 +4,8 @@ import os
 import shutil
 
 import pytest
+
+from lpjax.errors import UserError
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
@@ -57,7 +59,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         train_bpe(TEXTS, 100, str(tmp_path / "small"))
     assert not (tmp_path / "small").exists()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="not a tokenizer directory"):
         load_tokenizer(str(tmp_path / "missing"))
 
 

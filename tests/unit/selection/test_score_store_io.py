@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from lpjax.data.formats import fingerprint
+from lpjax.data.formats import DataError, fingerprint
 from lpjax.scoring.store import ScoreStore
 from lpjax.selection.metrics import compute_metric
 from lpjax.scoring.store import import_scores, load_scores
@@ -87,7 +87,7 @@ def test_import_errors_and_overwrite(tmp_path):
         import_scores(src, tmp_path / "s", "f", {"model": "m", "template": "alpaca"})
     with pytest.raises(ValueError, match="metric"):
         import_scores(src, tmp_path / "s", "f", dict(META, metric="lp1"))
-    with pytest.raises(ValueError, match="3 scores per epoch, but there are 4 records"):
+    with pytest.raises(ValueError, match="3 scores per epoch, but there are 4 training records"):
         import_scores(src, tmp_path / "s", "f", META, num_records=4)
     bad = _pickles(tmp_path / "bad", [[1.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="positive"):
@@ -99,7 +99,7 @@ def test_import_errors_and_overwrite(tmp_path):
     scores, meta = load_scores(tmp_path / "s", "g")
     assert scores.shape == (2, 3) and meta["fingerprint"] == "g"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "pkl", "pkl2", "s"]
-    with pytest.raises(FileNotFoundError, match="meta.json"):
+    with pytest.raises(DataError, match="meta.json"):
         load_scores(tmp_path / "pkl", "g")
 
 

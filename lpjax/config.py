@@ -119,7 +119,9 @@ class PretrainConfig:
     num_docs: int = 10000
     vocab_size: int = 1024
     max_len: int = 128  # tokens per document, BOS and EOS included
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=2e-3, batch_size=32))
+    # Small batches: on a CPU a tiny model learns more per second from more,
+    # smaller steps (docs/design.md, "The embedded default").
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=2e-3, batch_size=8))
 
 
 @dataclass
@@ -130,7 +132,7 @@ class ProbeConfig:
     # pretrained base's, or the BPE the data stage trains (data.train_tokenizer).
     tokenizer: str = ""
     compute_dtype: str = "float32"
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=3e-3, batch_size=32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-3, batch_size=8))
     score_batch_size: int = 64
     # Scoring batches: > 0 packs rows x length <= budget tokens from length
     # buckets (memory stays flat, short samples share a batch) instead of
@@ -178,7 +180,7 @@ class TargetConfig:
     tokenizer: str = ""  # as probe.tokenizer
     compute_dtype: str = "float32"
     export_hf: bool = True  # also write the tuned target as a transformers directory
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=2e-3, batch_size=32))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-3, batch_size=8))
 
 
 @dataclass

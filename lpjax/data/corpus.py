@@ -18,20 +18,15 @@ from lpjax.data import synthetic
 # One declarative phrasing per family (two where a family's instructions
 # have two): {x} the input, {y} the answer, then the family's fields.
 FACTS: dict[str, tuple[str, ...]] = {
-    "last_word": ("the last word of {x} is {y}.",),
     "count_words": ("{x} has {y} words.", "there are {y} words in {x}."),
+    "count_numbers": ("{x} has {y} numbers.",),
+    "kind_of_list": ("{x} are {y}.",),
+    "has_number": ("is there a number in {x}? {y}.",),
     "parity": ("{n} is {y}.",),
-    "first_word": ("the first word of {x} is {y}.",),
-    "larger": ("of {a} and {b} the larger is {y}.",),
     "contains": ("is {w} in {x}? {y}.",),
     "add": ("{a} plus {b} is {y}.", "{y} is {a} and {b} together."),
-    "max_of_list": ("the biggest of {x} is {y}.",),
-    "second_word": ("the second word of {x} is {y}.",),
-    "subtract": ("{a} minus {b} is {y}.",),
-    "multiply": ("{a} times {b} is {y}.",),
-    "min_of_list": ("the smallest of {x} is {y}.",),
-    "sort_numbers": ("{x} in order is {y}.",),
-    "multi_step": ("{a} plus {b} minus {c} is {y}.",),
+    "last_word": ("the last word of {x} is {y}.",),
+    "larger": ("of {a} and {b} the larger is {y}.",),
 }
 
 

@@ -1,8 +1,8 @@
 """The embedded default dataset: small graded tasks lpjax generates itself.
 
-Fourteen task families, from reading a word off the input (difficulty 1)
-to two-step arithmetic (5), give the probe something whose hardness is known
-in advance, and a known fraction of deliberately wrong training answers
+Nine task families, from counting the words of the input (difficulty 1)
+to comparing two numbers (5), give the probe something whose hardness is
+known in advance, and a known fraction of deliberately wrong training answers
 gives it noise to find. Prompts and answers are short so the default run
 trains tiny models on a CPU in minutes. Everything follows from the seed.
 """
@@ -29,42 +29,36 @@ swim table tall tea tent tiger time toy train tree wall warm water wave west wet
 white wind wing wolf wood word yard year yellow young zoo
 """.split())
 
-# Family -> difficulty, 1 (read off the input) .. 5 (two arithmetic
-# steps). Answers are short, mostly one word or number, so a tiny model
-# tuned for minutes on a CPU can get them exactly right.
+# Family -> difficulty, 1 (learnt from the tuning data in a minute: the
+# answer is a property of the whole input, such as its length or the kind
+# of tokens in it) .. 5 (not learnt by the embedded target in the default's
+# budget: it must copy or compare single tokens, which tiny models learn
+# only after thousands of steps). Graded by what the embedded full-data
+# target reaches, so the probe has easy, middling and hopeless samples to
+# tell apart. Answers are one word or number.
 TASK_FAMILIES: dict[str, int] = {
-    "last_word": 1,
     "count_words": 1,
-    "parity": 1,
-    "first_word": 2,
-    "larger": 2,
-    "contains": 2,
+    "count_numbers": 1,
+    "kind_of_list": 1,
+    "has_number": 2,
+    "parity": 2,
+    "contains": 3,
     "add": 3,
-    "max_of_list": 3,
-    "second_word": 3,
-    "subtract": 4,
-    "multiply": 4,
-    "min_of_list": 4,
-    "sort_numbers": 5,
-    "multi_step": 5,
+    "last_word": 4,
+    "larger": 5,
 }
 
 # Two paraphrases per family, so the instruction text alone does not name the task.
 INSTRUCTIONS: dict[str, tuple[str, str]] = {
-    "last_word": ("What is the last word of the text?", "Give the final word."),
     "count_words": ("How many words are in the text?", "Count the words in the input."),
+    "count_numbers": ("How many numbers are in the list?", "Count the numbers in the list."),
+    "kind_of_list": ("Are these words or numbers?", "Say whether the input holds words or numbers."),
+    "has_number": ("Does the text contain a number?", "Is there a number in the text?"),
     "parity": ("Is {n} even or odd?", "Say whether {n} is even or odd."),
-    "first_word": ("What is the first word of the text?", "Give the opening word."),
-    "larger": ("Which is larger, {a} or {b}?", "Name the bigger number: {a} or {b}."),
     "contains": ("Is the word {w} in the text?", "Does the text mention {w}?"),
     "add": ("What is {a} + {b}?", "Add {a} and {b}."),
-    "max_of_list": ("What is the largest number in the list?", "Find the biggest number."),
-    "second_word": ("What is the second word of the text?", "Give the word after the first one."),
-    "subtract": ("What is {a} - {b}?", "Subtract {b} from {a}."),
-    "multiply": ("What is {a} * {b}?", "Multiply {a} by {b}."),
-    "min_of_list": ("What is the smallest number in the list?", "Find the lowest number."),
-    "sort_numbers": ("Sort the numbers from smallest to largest.", "Put the numbers in ascending order."),
-    "multi_step": ("What is {a} + {b} - {c}?", "Add {a} and {b}, then subtract {c}."),
+    "last_word": ("What is the last word of the text?", "Give the final word."),
+    "larger": ("Which is larger, {a} or {b}?", "Name the bigger number: {a} or {b}."),
 }
 
 # A task: (input, output, values for the instruction's format fields).
@@ -77,7 +71,7 @@ def _words(rng: np.random.Generator, lo: int, hi: int) -> list[str]:
 
 
 def _numbers(rng: np.random.Generator, lo: int, hi: int, count_lo: int, count_hi: int) -> list[int]:
-    # Distinct, so "the largest" is unambiguous and sorting has one answer.
+    # Distinct, so "the larger" is unambiguous.
     n = int(rng.integers(count_lo, count_hi + 1))
     return [int(x) for x in rng.choice(np.arange(lo, hi + 1), n, replace=False)]
 
@@ -90,29 +84,33 @@ def _listed(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers))
 
 
-def _last_word(rng):
-    words = _words(rng, 2, 5)
-    return " ".join(words), words[-1], {}
-
-
 def _count_words(rng):
     words = _words(rng, 2, 6)
     return " ".join(words), str(len(words)), {}
 
 
+def _count_numbers(rng):
+    numbers = _numbers(rng, 0, 99, 2, 6)
+    return _listed(numbers), str(len(numbers)), {}
+
+
+def _kind_of_list(rng):
+    if rng.random() < 0.5:
+        return " ".join(_words(rng, 2, 5)), "words", {}
+    return _listed(_numbers(rng, 0, 99, 2, 5)), "numbers", {}
+
+
+def _has_number(rng):
+    words = _words(rng, 3, 6)
+    present = rng.random() < 0.5
+    if present:
+        words[int(rng.integers(len(words)))] = str(_int(rng, 0, 99))
+    return " ".join(words), "yes" if present else "no", {}
+
+
 def _parity(rng):
     n = _int(rng, 0, 99)
     return "", "even" if n % 2 == 0 else "odd", {"n": n}
-
-
-def _first_word(rng):
-    words = _words(rng, 2, 5)
-    return " ".join(words), words[0], {}
-
-
-def _larger(rng):
-    a, b = _numbers(rng, 0, 99, 2, 2)
-    return "", str(max(a, b)), {"a": a, "b": b}
 
 
 def _contains(rng):
@@ -128,41 +126,14 @@ def _add(rng):
     return "", str(a + b), {"a": a, "b": b}
 
 
-def _max_of_list(rng):
-    numbers = _numbers(rng, 0, 99, 3, 5)
-    return _listed(numbers), str(max(numbers)), {}
+def _last_word(rng):
+    words = _words(rng, 2, 5)
+    return " ".join(words), words[-1], {}
 
 
-def _second_word(rng):
-    words = _words(rng, 3, 5)
-    return " ".join(words), words[1], {}
-
-
-def _subtract(rng):
-    b = _int(rng, 0, 9)
-    a = b + _int(rng, 0, 9)
-    return "", str(a - b), {"a": a, "b": b}
-
-
-def _multiply(rng):
-    a, b = _int(rng, 2, 9), _int(rng, 2, 9)
-    return "", str(a * b), {"a": a, "b": b}
-
-
-def _min_of_list(rng):
-    numbers = _numbers(rng, 0, 99, 3, 5)
-    return _listed(numbers), str(min(numbers)), {}
-
-
-def _sort_numbers(rng):
-    numbers = _numbers(rng, 0, 99, 3, 3)
-    return _listed(numbers), _listed(sorted(numbers)), {}
-
-
-def _multi_step(rng):
-    a, b = _int(rng, 1, 9), _int(rng, 1, 9)
-    c = _int(rng, 0, a + b)
-    return "", str(a + b - c), {"a": a, "b": b, "c": c}
+def _larger(rng):
+    a, b = _numbers(rng, 0, 99, 2, 2)
+    return "", str(max(a, b)), {"a": a, "b": b}
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator], Task]] = {

@@ -44,7 +44,9 @@ def run(ctx: StageContext) -> dict:
     preset = ctx.params["model"]
     cfg, pt = ctx.cfg, ctx.cfg.pretrain
     docs = corpus.documents(pt.num_docs, pt.seed)
-    tok = train_bpe(tokenizer_texts(docs), pt.vocab_size, os.path.join(ctx.out, "tokenizer"))
+    # Whole-word tokens: a word is the same token in the input and at the
+    # start of the answer, which the copying families need (data/tokenizer.py).
+    tok = train_bpe(tokenizer_texts(docs), pt.vocab_size, os.path.join(ctx.out, "tokenizer"), whole_words=True)
     ids = tok(docs, add_special_tokens=False)["input_ids"]
     examples = [Example(np.asarray([tok.bos_token_id, *x, tok.eos_token_id][: pt.max_len], np.int32), 1)
                 for x in ids]

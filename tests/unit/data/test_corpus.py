@@ -17,10 +17,7 @@ def test_documents_are_deterministic_and_cover_every_family():
 def test_facts_are_true():
     text = " ".join(corpus.documents(300, seed=1))
     checks = {
-        r"(?<![\d,] )\b(\d+) plus (\d+) is (\d+)\.": lambda a, b, c: a + b == c,
-        r"(?<!plus )\b(\d+) minus (\d+) is (\d+)\.": lambda a, b, c: a - b == c,
-        r"\b(\d+) times (\d+) is (\d+)\.": lambda a, b, c: a * b == c,
-        r"\b(\d+) plus (\d+) minus (\d+) is (\d+)\.": lambda a, b, c, d: a + b - c == d,
+        r"\b(\d+) plus (\d+) is (\d+)\.": lambda a, b, c: a + b == c,
         r"of (\d+) and (\d+) the larger is (\d+)\.": lambda a, b, c: max(a, b) == c,
     }
     for pattern, rule in checks.items():
@@ -31,3 +28,5 @@ def test_facts_are_true():
     assert words and all(x.split()[-1] == y for x, y in words)
     parity = re.findall(r"\b(\d+) is (even|odd)\.", text)
     assert parity and all((int(n) % 2 == 0) == (p == "even") for n, p in parity)
+    counts = re.findall(r"((?:\d+, )*\d+) has (\d+) numbers\.", text)
+    assert counts and all(len(x.split(", ")) == int(n) for x, n in counts)

@@ -1,10 +1,53 @@
 """Ahead-of-time compilation per batch shape, with memory use logged before
-the first step of each shape runs (instead of letting jit compile lazily)."""
+the first step of each shape runs (instead of letting jit compile lazily),
+and the compile seconds counted (``compile_stats``; training and the probe
+put them in metrics.jsonl)."""
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 from typing import Any
 
+import jax
 from absl import logging
+
+
+@dataclasses.dataclass
+class CompileStats:
+    """Compiles of this process's steps: how many, the seconds spent lowering
+    and compiling them (or loading them from the persistent cache), and how
+    many came from that cache."""
+
+    compiles: int = 0
+    seconds: float = 0.0
+    cache_hits: int = 0
+
+    def as_dict(self) -> dict:
+        return {"compiles": self.compiles, "compile_s": round(self.seconds, 3), "compile_cache_hits": self.cache_hits}
+
+    def since(self, earlier: "CompileStats") -> "CompileStats":
+        return CompileStats(self.compiles - earlier.compiles, self.seconds - earlier.seconds,
+                            self.cache_hits - earlier.cache_hits)
+
+
+STATS = CompileStats()
+_LOCK = threading.Lock()
+
+
+def compile_stats() -> CompileStats:
+    """A snapshot of the process-wide counts (``since`` gives a stage's share)."""
+    with _LOCK:
+        return dataclasses.replace(STATS)
+
+
+def _on_event(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        with _LOCK:
+            STATS.cache_hits += 1
+
+
+jax.monitoring.register_event_listener(_on_event)
 
 
 def log_compiled_memory(compiled: Any, what: str) -> None:
@@ -37,7 +80,13 @@ class AotFunction:
         key = tuple((k, v.shape) for k, v in sorted(batch.items()) if hasattr(v, "shape"))
         try:
             if key not in self._compiled:
+                t0 = time.perf_counter()
                 compiled = self._jitted.lower(*args).compile()
+                seconds = time.perf_counter() - t0
+                with _LOCK:
+                    STATS.compiles += 1
+                    STATS.seconds += seconds
+                logging.info("%s %s: compiled in %.1f s", self._name, tuple(shape), seconds)
                 log_compiled_memory(compiled, f"{self._name} {tuple(shape)}")
                 self._compiled[key] = compiled
             return self._compiled[key](*args)

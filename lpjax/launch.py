@@ -66,7 +66,11 @@ def main(argv: list[str]) -> None:
     # After flag parsing: keeps --help fast.
     import jax
 
-    from lpjax import config, distributed, pipeline
+    from lpjax import config, distributed, pipeline, tuning
+
+    # Compiled steps persist between runs (a rerun, a resume, a second target
+    # with the same shapes load them instead of compiling).
+    tuning.enable_compilation_cache()
     from lpjax.data.formats import DataError
 
     cfg = config.finalize(_CONFIG.value)

@@ -60,6 +60,8 @@ def set_path(cfg, path, value):
     ("mesh.shape", (3, 1, 1), "mesh.shape", "devices"),
     ("evaluate.batch_size", 0, "evaluate.batch_size", "at least 1"),
     ("data.vocab_size", 100, "data.vocab_size", "at least 259"),
+    ("probe.score_token_budget", -2, "probe.score_token_budget", "at least -1"),
+    ("probe.score_token_budget", 64, "probe.score_token_budget", "holds no batch"),
 ])
 def test_bad_values_are_refused_naming_the_field(path, value, field, needle):
     cfg = micro()

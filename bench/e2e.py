@@ -31,7 +31,6 @@ Spearman correlation of their LP_app rankings.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -47,12 +46,7 @@ from bench import common  # noqa: E402
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=common.DEFAULT_CKPT)
-    p.add_argument("--data", default=common.ALPACA)
-    p.add_argument("--num", type=int, default=64)
-    p.add_argument("--max-len", type=int, default=512)
-    p.add_argument("--threads", type=int, default=2)
+    p = common.base_parser(__doc__, 64)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--torch-score-batch", type=int, default=4)

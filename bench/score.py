@@ -39,7 +39,6 @@ perplexities differ from the reference by a relative 1e-4 or more.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -51,12 +50,7 @@ from bench import common  # noqa: E402
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=common.DEFAULT_CKPT, help="SmolLM2-135M-Instruct HF dir (converted if missing)")
-    p.add_argument("--data", default=common.ALPACA)
-    p.add_argument("--num", type=int, default=128)
-    p.add_argument("--max-len", type=int, default=512)
-    p.add_argument("--threads", type=int, default=2)
+    p = common.base_parser(__doc__, 128)
     p.add_argument("--repeats", type=int, default=2, help="timed passes per side (after lpjax's compiling pass)")
     p.add_argument("--models", default="smollm2,tiny", help="smollm2 and/or tiny (a random 2-layer Llama)")
     p.add_argument("--variants", default="default,fixed,fast",

@@ -31,7 +31,6 @@ first step's loss of every lpjax variant is checked against torch's
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -43,12 +42,7 @@ from bench import common  # noqa: E402
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=common.DEFAULT_CKPT)
-    p.add_argument("--data", default=common.ALPACA)
-    p.add_argument("--num", type=int, default=128)
-    p.add_argument("--max-len", type=int, default=512)
-    p.add_argument("--threads", type=int, default=2)
+    p = common.base_parser(__doc__, 128)
     p.add_argument("--models", default="smollm2,tiny")
     p.add_argument("--variants", default="default,fixed,fast")
     p.add_argument("--batch-size", type=int, default=8)

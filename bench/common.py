@@ -47,7 +47,15 @@ def base_parser(doc: str, num: int):
     p.add_argument("--num", type=int, default=num)
     p.add_argument("--max-len", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="lpjax's compute dtype (fp32 master weights either way; the reference stays fp32)")
     return p
+
+
+def tolerance(args, fp32: float) -> float:
+    """The agreement with the fp32 reference a run must reach: ``fp32``, or
+    none to check with bf16 compute (its difference is what is measured)."""
+    return fp32 if args.compute_dtype == "float32" else float("inf")
 
 
 def setup_threads(threads: int) -> list[int]:

@@ -133,7 +133,8 @@ def run_lpjax() -> dict:
     cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py", f"--config.workdir={ARGS.workdir}",
            f"--config.data.source={ARGS.data}", f"--config.data.limit={ARGS.num}", "--config.data.test_size=0",
            "--config.data.train_tokenizer=False", f"--config.data.max_len={ARGS.max_len}",
-           f"--config.probe.model={ARGS.ckpt}", "--config.probe.train.epochs=1",
+           f"--config.probe.model={ARGS.ckpt}", f"--config.probe.compute_dtype={ARGS.compute_dtype}",
+           "--config.probe.train.epochs=1",
            f"--config.probe.train.batch_size={ARGS.batch_size}", f"--config.probe.train.lr={ARGS.lr}",
            "--config.probe.train.weight_decay=0.0", "--config.seed=0",
            "--config.target.enabled=False", "--config.evaluate.enabled=False", "--config.select.baselines=()",
@@ -212,7 +213,7 @@ def main() -> int:
             json.dump({"machine": info, "args": vars(ARGS), "tokens": tokens,
                        "results": {k: {x: (v.tolist() if isinstance(v, np.ndarray) else v) for x, v in r.items()}
                                    for k, r in results.items()}}, f, indent=2, default=str)
-    return 0 if p0_diff < 1e-4 else 1
+    return 0 if p0_diff < common.tolerance(ARGS, 1e-4) else 1
 
 
 if __name__ == "__main__":

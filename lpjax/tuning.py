@@ -140,11 +140,11 @@ def budget_candidates(backend: str, smallest: int) -> list[int]:
 
 def time_call(fn: Callable[[], Any], min_seconds: float = 0.3, max_repeats: int = 5) -> float:
     """The best wall time of ``fn`` (which must block until its result is
-    ready) over a few calls after a warm-up call: at least two timed calls,
-    more while they take under ``min_seconds`` in all."""
+    ready) after a warm-up call (which compiles): one timed call, more while
+    they take under ``min_seconds`` in all (short steps are noisy)."""
     fn()
     best, spent, calls = float("inf"), 0.0, 0
-    while calls < 2 or (spent < min_seconds and calls < max_repeats):
+    while calls < 1 or (spent < min_seconds and calls < max_repeats):
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
@@ -159,12 +159,13 @@ def pick_fastest(rates: dict[int, float], tolerance: float = 0.03) -> int:
     return max(k for k, r in rates.items() if r >= (1 - tolerance) * best)
 
 
-def tune_budget(measure: Callable[[int], float], candidates: Sequence[int], give_up: float = 0.85,
-                max_seconds: float = 120.0) -> dict:
+def tune_budget(measure: Callable[[int], float], candidates: Sequence[int], give_up: float = 0.95,
+                max_seconds: float = 60.0) -> dict:
     """Measure ``measure(budget) -> tokens/s`` over increasing candidates;
-    stop after a candidate falls below ``give_up`` x the best so far (the
-    rate rises, peaks and falls with the budget), after an out-of-memory
-    error, or past ``max_seconds``. Returns {"token_budget", "rates"}."""
+    stop at the first that falls below ``give_up`` x the best so far (the
+    rate rises, peaks and falls with the budget: past the peak), after an
+    out-of-memory error, or past ``max_seconds``. Returns {"token_budget",
+    "rates"}."""
     rates: dict[int, float] = {}
     t0 = time.perf_counter()
     for budget in candidates:

@@ -55,11 +55,18 @@ class ScoreFn:
             self._jitted[keys] = AotFunction(jitted, "score step")
         return self._jitted[keys]
 
+    def _placed(self, batch: dict, batch_size: int) -> dict:
+        return batch if self.mesh is None else sharding.put_batch(batch, self.mesh, batch_size, ROW_KEYS)
+
     def __call__(self, params: Any, batch: dict, batch_size: int):
-        fn = self._fn(tuple(sorted(batch)))
-        if self.mesh is not None:
-            batch = sharding.put_batch(batch, self.mesh, batch_size, ROW_KEYS)
-        return fn(params, batch)
+        return self._fn(tuple(sorted(batch)))(params, self._placed(batch, batch_size))
+
+    def precompile(self, params: Any, batches: Sequence[tuple[dict, int]]) -> None:
+        """Compile the steps of these (batch, global rows) shapes at once
+        (AotFunction.precompile: in parallel threads)."""
+        if batches:
+            fn = self._fn(tuple(sorted(batches[0][0])))
+            fn.precompile([(params, self._placed(b, rows)) for b, rows in batches])
 
     def prefix_kv(self, params: Any, prefix_tokens: np.ndarray) -> list:
         """The prefixes' keys/values, once per pass (params are fixed in one)."""
@@ -171,12 +178,20 @@ def score_examples(score_fn: ScoreFn, params: Any, examples: Sequence, batch_siz
     loss_sum = np.zeros(len(examples), np.float64)
     count = np.zeros(len(examples), np.float64)
     kv = None if prefixes is None else score_fn.prefix_kv(params, prefixes.tokens)
-    pending = []
-    for planned in plan:
+
+    def collated(planned: PlannedBatch) -> tuple[dict, np.ndarray]:
         batch = collate_plan(examples, planned, prefixes, score_fn.rows(planned.rows))
         index = batch.pop("index")
         if kv is not None:
             batch["prefix_kv"] = kv
+        return batch, index
+
+    # Every shape of the pass compiles up front, in parallel.
+    firsts = {(b.rows, b.length, b.resp_len): b for b in reversed(plan)}
+    score_fn.precompile(params, [(collated(b)[0], b.rows) for b in firsts.values()])
+    pending = []
+    for planned in plan:
+        batch, index = collated(planned)
         # Dispatch is async: the next batch is collated while this one runs.
         pending.append((index, score_fn(params, batch, planned.rows)))
         if len(pending) > 2:

@@ -55,7 +55,7 @@ def test_budget_candidates_start_at_one_row_of_the_longest_bucket():
 
 
 def test_tune_budget_stops_past_the_peak_and_prefers_larger_near_ties():
-    rates = {256: 100.0, 512: 150.0, 1024: 149.0, 2048: 143.0, 4096: 90.0, 8192: 10.0}
+    rates = {256: 100.0, 512: 150.0, 1024: 149.0, 2048: 140.0, 4096: 90.0, 8192: 10.0}
     tried = []
 
     def measure(b):

@@ -29,6 +29,13 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def is_preset(spec: str) -> bool:
+    """A model spec that names a preset, not a checkpoint directory."""
+    from lpjax.models import registry
+
+    return spec in registry.PRESETS and not os.path.isdir(spec)
+
+
 # Enumerations, in one place (the modules that implement them assert they agree).
 TEMPLATES = ("alpaca", "chat")
 TRUNCATIONS = ("keep_response", "official", "drop")
@@ -41,6 +48,7 @@ SCORE_SOURCES = ("probe", "files")
 PARTS = ("low", "mid", "high")
 BASELINES = ("random", "clust_rand", "full")
 EXPORT_FORMATS = ("json", "jsonl", "hf")
+JUDGE_BACKENDS = ("none", "openai", "lpjax")
 SYNTHETIC = "synthetic"  # data.source: the embedded generated dataset
 # probe.score_token_budget: measured on this machine (lpjax/tuning.py) / fixed batches of score_batch_size.
 SCORE_BUDGET_AUTO = 0
@@ -92,18 +100,35 @@ class DataConfig:
     # authors' cut at max_len, which can lose the whole response).
     truncation: str = "keep_response"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    # Train a byte-level BPE on the training records (the tokenizer of preset
-    # models, which have none of their own).
-    train_tokenizer: bool = True
+    # Train a byte-level BPE on the training records: the tokenizer of preset
+    # models that are not pretrained (pretrain.enabled=False) and have none.
+    train_tokenizer: bool = False
     vocab_size: int = 1024
+
+
+@dataclass
+class PretrainConfig:
+    """The base stage: preset models are pretrained on the generic synthetic
+    corpus (lpjax/data/corpus.py), with a BPE trained on it, before the probe
+    and the target start from them, as real ones start from pretrained
+    checkpoints. Checkpoint directories are used as they are."""
+
+    enabled: bool = True
+    # The corpus and the base models' initialization. Fixed across runs, as
+    # a released checkpoint is: runs with other seeds share the bases.
+    seed: int = 0
+    num_docs: int = 10000
+    vocab_size: int = 1024
+    max_len: int = 128  # tokens per document, BOS and EOS included
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=2e-3, batch_size=32))
 
 
 @dataclass
 class ProbeConfig:
     # A preset name (lpjax/models/registry.py) or a Hugging Face checkpoint directory.
     model: str = "llama-tiny-probe"
-    # A tokenizer directory; "" = the checkpoint's own, or for a preset the
-    # BPE the data stage trains (data.train_tokenizer).
+    # A tokenizer directory; "" = the checkpoint's own; for a preset the
+    # pretrained base's, or the BPE the data stage trains (data.train_tokenizer).
     tokenizer: str = ""
     compute_dtype: str = "float32"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=3e-3, batch_size=32))
@@ -161,11 +186,48 @@ class TargetConfig:
 
 
 @dataclass
+class AnswersConfig:
+    """Each tuned target's answers to instruction test sets (lpjax/stages/answers.py)."""
+
+    # One entry per set, "name=path" for a known set (vicuna, koala, wizardlm,
+    # sinstruct, lima: their fields are known), or
+    # "name=path#prompt=F,input=F,reference=F,id=F" for any JSON/JSONL file
+    # (F a field path such as instances[0].input; prompt is required).
+    # Empty: no answers.
+    test_sets: tuple[str, ...] = ()
+    max_new_tokens: int = 512
+    # Prompt + answer tokens: longer prompts are shortened (the input, then
+    # the instruction, the template kept) to max_len - max_new_tokens.
+    max_len: int = 1024
+    batch_size: int = 16  # must divide by the mesh's data x fsdp
+    pad_multiple: int = 16
+
+
+@dataclass
+class JudgeConfig:
+    """Pairwise judging of the selection's target against baselines' (lpjax/stages/judge.py)."""
+
+    backend: str = "none"  # none (no judging) | openai (any chat-completions endpoint) | lpjax (a checkpoint)
+    base_url: str = ""  # openai: e.g. http://127.0.0.1:8080/v1
+    model: str = ""  # openai: the model name sent; lpjax: a Hugging Face checkpoint directory
+    api_key_env: str = ""  # the environment variable holding the API key; "" = send none
+    against: tuple[str, ...] = ("random",)  # baselines the selection's target is judged against
+    temperature: float = 0.0
+    max_tokens: int = 1024  # of the judge's reply
+    concurrency: int = 4  # requests in flight at once
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 5  # per request, on 429/5xx/timeouts/connection errors
+    bootstrap: int = 2000  # resamples of the winning score's 95 % interval
+
+
+@dataclass
 class EvaluateConfig:
     enabled: bool = True  # held-out metrics of every tuned target (needs a held-out split)
     max_new_tokens: int = 24
     batch_size: int = 64
     pad_multiple: int = 16
+    answers: AnswersConfig = field(default_factory=AnswersConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
@@ -193,6 +255,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
@@ -222,6 +285,9 @@ def apply_variant(cfg: Config, variant: str | None) -> Config:
     cfg.data.synthetic.num_train = 240
     cfg.data.test_size = 24
     cfg.data.vocab_size = 512
+    cfg.pretrain.num_docs = 200
+    cfg.pretrain.vocab_size = 512
+    cfg.pretrain.train.batch_size = 16
     cfg.probe.model = cfg.target.model = "llama-micro"
     cfg.probe.train.batch_size = cfg.target.train.batch_size = 16
     cfg.select.percent = 25.0
@@ -283,7 +349,7 @@ def _validate_train(path: str, t: TrainConfig, split: int) -> None:
                                                 f"by the mesh's data x fsdp = {split}")
 
 
-def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool, template: str) -> None:
+def _validate_model(path: str, spec: str, tokenizer: str, preset_tokenizer: bool, template: str) -> None:
     from lpjax.models import registry
 
     if os.path.isdir(spec):
@@ -295,9 +361,9 @@ def _validate_model(path: str, spec: str, tokenizer: str, train_tokenizer: bool,
     if tokenizer:
         _exists(f"{path}.tokenizer", tokenizer, "tokenizer directory")
     elif spec in registry.PRESETS and not os.path.isdir(spec):
-        if not train_tokenizer:
+        if not preset_tokenizer:
             raise ConfigError(f"{path}.tokenizer", f"preset {spec!r} has no tokenizer: set {path}.tokenizer, "
-                                                   "or data.train_tokenizer=True")
+                                                   "pretrain.enabled=True or data.train_tokenizer=True")
         if template == "chat":
             raise ConfigError("data.template", f"chat needs a tokenizer with a chat template; preset {spec!r} "
                                                f"uses the BPE trained on the data, which has none (set {path}.tokenizer)")
@@ -336,6 +402,13 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
     _in_range("data.synthetic.noise_fraction", d.synthetic.noise_fraction, 0, 1)
     if d.train_tokenizer:
         _at_least("data.vocab_size", d.vocab_size, 259)  # the byte alphabet + pad/bos/eos
+    pt = cfg.pretrain
+    if pt.enabled:
+        _at_least("pretrain.num_docs", pt.num_docs, 1)
+        _at_least("pretrain.vocab_size", pt.vocab_size, 259)
+        _at_least("pretrain.max_len", pt.max_len, 16)
+        _validate_train("pretrain.train", pt.train, split)
+    preset_tokenizer = pt.enabled or d.train_tokenizer
 
     s = cfg.select
     try:
@@ -387,7 +460,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         if s.score_files:
             raise ConfigError("select.score_files", "is set, but select.scores_from=probe; set "
                                                     "select.scores_from=files to select from it")
-        _validate_model("probe", p.model, p.tokenizer, d.train_tokenizer, d.template)
+        _validate_model("probe", p.model, p.tokenizer, preset_tokenizer, d.template)
         _one_of("probe.compute_dtype", p.compute_dtype, DTYPES)
         _validate_train("probe.train", p.train, split)
         _at_least("probe.score_batch_size", p.score_batch_size, 1)
@@ -405,7 +478,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
 
     t, e = cfg.target, cfg.evaluate
     if t.enabled:
-        _validate_model("target", t.model, t.tokenizer, d.train_tokenizer, d.template)
+        _validate_model("target", t.model, t.tokenizer, preset_tokenizer, d.template)
         _one_of("target.compute_dtype", t.compute_dtype, DTYPES)
         _validate_train("target.train", t.train, split)
     if e.enabled:
@@ -416,9 +489,71 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         for name in ("max_new_tokens", "batch_size", "pad_multiple"):
             _at_least(f"evaluate.{name}", getattr(e, name), 1)
 
+    _validate_answers(cfg.evaluate.answers, t.enabled, split)
+    _validate_judge(cfg.evaluate.judge, cfg.evaluate.answers, s)
+
     m = cfg.distributed
     _at_least("distributed.num_processes", m.num_processes, 1)
     _in_range("distributed.process_id", m.process_id, 0, m.num_processes - 1)
+
+
+def _validate_answers(a: AnswersConfig, target_enabled: bool, split: int) -> None:
+    from lpjax.evaluation.testsets import parse_spec
+
+    if not a.test_sets:
+        return
+    if not target_enabled:
+        raise ConfigError("evaluate.answers.test_sets", "answers need tuned targets (target.enabled=True)")
+    names = set()
+    for i, spec in enumerate(a.test_sets):
+        path = f"evaluate.answers.test_sets[{i}]"
+        try:
+            parsed = parse_spec(spec)
+        except ValueError as e:
+            raise ConfigError(path, str(e)) from None
+        if parsed.name in names:
+            raise ConfigError(path, f"set name {parsed.name!r} is used twice")
+        names.add(parsed.name)
+        _exists(path, parsed.path, "file")
+    for name in ("max_new_tokens", "batch_size", "pad_multiple"):
+        _at_least(f"evaluate.answers.{name}", getattr(a, name), 1)
+    if a.max_len <= a.max_new_tokens:
+        raise ConfigError("evaluate.answers.max_len", f"{a.max_len} leaves no room for a prompt before "
+                                                      f"max_new_tokens={a.max_new_tokens}")
+    if a.batch_size % split:
+        raise ConfigError("evaluate.answers.batch_size", f"{a.batch_size} is not divisible by the mesh's "
+                                                         f"data x fsdp = {split}")
+
+
+def _validate_judge(j: JudgeConfig, a: AnswersConfig, s: SelectConfig) -> None:
+    from urllib.parse import urlparse
+
+    _one_of("evaluate.judge.backend", j.backend, JUDGE_BACKENDS)
+    if j.backend == "none":
+        return
+    if not a.test_sets:
+        raise ConfigError("evaluate.judge.backend", "judging needs answers: set evaluate.answers.test_sets")
+    if not j.model:
+        raise ConfigError("evaluate.judge.model", f"backend {j.backend} needs a model")
+    if j.backend == "openai":
+        url = urlparse(j.base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError("evaluate.judge.base_url", f"{j.base_url!r} is not an http(s) URL "
+                                                         "(e.g. http://127.0.0.1:8080/v1)")
+        if j.api_key_env and not os.environ.get(j.api_key_env):
+            raise ConfigError("evaluate.judge.api_key_env", f"environment variable {j.api_key_env} is not set")
+    elif not os.path.isfile(os.path.join(j.model, "config.json")):
+        raise ConfigError("evaluate.judge.model", f"{j.model}: not a checkpoint directory (no config.json)")
+    for b in j.against:
+        if b not in s.baselines:
+            raise ConfigError("evaluate.judge.against", f"{b!r} is not among select.baselines {tuple(s.baselines)}")
+    _at_least("evaluate.judge.temperature", j.temperature, 0)
+    for name in ("max_tokens", "concurrency"):
+        _at_least(f"evaluate.judge.{name}", getattr(j, name), 1)
+    _at_least("evaluate.judge.max_retries", j.max_retries, 0)
+    _at_least("evaluate.judge.bootstrap", j.bootstrap, 0)
+    if not j.timeout > 0:
+        raise ConfigError("evaluate.judge.timeout", f"must be positive, got {j.timeout!r}")
 
 
 def _epochs_needed(metric: str) -> int:

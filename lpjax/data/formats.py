@@ -293,3 +293,9 @@ def write_records(records: list[dict], path: str) -> None:
         atomic.write_json(path, records, indent=1)
     else:
         raise ValueError(f"{path}: write_records writes .json or .jsonl files")
+
+
+def read_raw(path: str) -> list[Any]:
+    """The raw records of a JSON list or JSON lines file, unmapped (for
+    files whose fields a caller maps itself, such as test sets)."""
+    return _read_json_auto(os.fspath(path))

@@ -1,10 +1,10 @@
 """The embedded default dataset: small graded tasks lpjax generates itself.
 
-Fifteen task families, from copying text (difficulty 1) to two-step
-arithmetic (5), give the probe something whose hardness is known in
-advance, and a known fraction of deliberately wrong training answers gives
-it noise to find. Prompts and answers are short so the default run trains
-tiny models on a CPU in minutes. Everything follows from the seed.
+Fourteen task families, from reading a word off the input (difficulty 1)
+to two-step arithmetic (5), give the probe something whose hardness is known
+in advance, and a known fraction of deliberately wrong training answers
+gives it noise to find. Prompts and answers are short so the default run
+trains tiny models on a CPU in minutes. Everything follows from the seed.
 """
 from __future__ import annotations
 
@@ -29,45 +29,42 @@ swim table tall tea tent tiger time toy train tree wall warm water wave west wet
 white wind wing wolf wood word yard year yellow young zoo
 """.split())
 
-# Family -> difficulty, 1 (copying) .. 5 (two arithmetic steps).
+# Family -> difficulty, 1 (read off the input) .. 5 (two arithmetic
+# steps). Answers are short, mostly one word or number, so a tiny model
+# tuned for minutes on a CPU can get them exactly right.
 TASK_FAMILIES: dict[str, int] = {
-    "copy": 1,
-    "uppercase": 1,
-    "lowercase": 1,
-    "count_words": 2,
-    "first_letters": 2,
-    "add": 2,
-    "reverse_words": 2,
-    "max_of_list": 2,
-    "reverse_chars": 3,
-    "sort_numbers": 3,
-    "subtract": 3,
-    "sum_list": 3,
+    "last_word": 1,
+    "count_words": 1,
+    "parity": 1,
+    "first_word": 2,
+    "larger": 2,
+    "contains": 2,
+    "add": 3,
+    "max_of_list": 3,
+    "second_word": 3,
+    "subtract": 4,
     "multiply": 4,
-    "caesar_shift": 4,
+    "min_of_list": 4,
+    "sort_numbers": 5,
     "multi_step": 5,
 }
 
 # Two paraphrases per family, so the instruction text alone does not name the task.
 INSTRUCTIONS: dict[str, tuple[str, str]] = {
-    "copy": ("Repeat the following text exactly.", "Copy the input text."),
-    "uppercase": ("Convert the text to uppercase.", "Rewrite the text in capital letters."),
-    "lowercase": ("Convert the text to lowercase.", "Rewrite the text in small letters."),
+    "last_word": ("What is the last word of the text?", "Give the final word."),
     "count_words": ("How many words are in the text?", "Count the words in the input."),
-    "first_letters": ("Write the first letter of each word.", "Join the first letters of the words."),
+    "parity": ("Is {n} even or odd?", "Say whether {n} is even or odd."),
+    "first_word": ("What is the first word of the text?", "Give the opening word."),
+    "larger": ("Which is larger, {a} or {b}?", "Name the bigger number: {a} or {b}."),
+    "contains": ("Is the word {w} in the text?", "Does the text mention {w}?"),
     "add": ("What is {a} + {b}?", "Add {a} and {b}."),
-    "reverse_words": ("Reverse the order of the words.", "Write the words in reverse order."),
     "max_of_list": ("What is the largest number in the list?", "Find the biggest number."),
-    "reverse_chars": ("Spell the text backwards.", "Reverse the letters of the text."),
-    "sort_numbers": ("Sort the numbers from smallest to largest.", "Put the numbers in ascending order."),
+    "second_word": ("What is the second word of the text?", "Give the word after the first one."),
     "subtract": ("What is {a} - {b}?", "Subtract {b} from {a}."),
-    "sum_list": ("What is the sum of the numbers?", "Add up all the numbers."),
     "multiply": ("What is {a} * {b}?", "Multiply {a} by {b}."),
-    "caesar_shift": (
-        "Shift every letter forward by {k} in the alphabet.",
-        "Apply a Caesar shift of {k} to the text.",
-    ),
-    "multi_step": ("What is ({a} + {b}) * {c}?", "Add {a} and {b}, then multiply the result by {c}."),
+    "min_of_list": ("What is the smallest number in the list?", "Find the lowest number."),
+    "sort_numbers": ("Sort the numbers from smallest to largest.", "Put the numbers in ascending order."),
+    "multi_step": ("What is {a} + {b} - {c}?", "Add {a} and {b}, then subtract {c}."),
 }
 
 # A task: (input, output, values for the instruction's format fields).
@@ -93,47 +90,42 @@ def _listed(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers))
 
 
-def _caesar(text: str, k: int) -> str:
-    return "".join(chr((ord(c) - 97 + k) % 26 + 97) if c.isalpha() else c for c in text)
-
-
-def _mixed_case(rng: np.random.Generator, words: list[str]) -> str:
-    return " ".join(w.upper() if rng.random() < 0.5 else w.title() for w in words)
-
-
-def _copy(rng):
-    text = " ".join(_words(rng, 2, 4))
-    return text, text, {}
-
-
-def _uppercase(rng):
-    text = " ".join(_words(rng, 2, 3))
-    return text, text.upper(), {}
-
-
-def _lowercase(rng):
-    words = _words(rng, 2, 3)
-    return _mixed_case(rng, words), " ".join(words), {}
+def _last_word(rng):
+    words = _words(rng, 2, 5)
+    return " ".join(words), words[-1], {}
 
 
 def _count_words(rng):
-    words = _words(rng, 2, 7)
+    words = _words(rng, 2, 6)
     return " ".join(words), str(len(words)), {}
 
 
-def _first_letters(rng):
-    words = _words(rng, 3, 5)
-    return " ".join(words), "".join(w[0] for w in words), {}
+def _parity(rng):
+    n = _int(rng, 0, 99)
+    return "", "even" if n % 2 == 0 else "odd", {"n": n}
+
+
+def _first_word(rng):
+    words = _words(rng, 2, 5)
+    return " ".join(words), words[0], {}
+
+
+def _larger(rng):
+    a, b = _numbers(rng, 0, 99, 2, 2)
+    return "", str(max(a, b)), {"a": a, "b": b}
+
+
+def _contains(rng):
+    words = _words(rng, 4, 6)
+    present = rng.random() < 0.5
+    asked = words[int(rng.integers(len(words) - 1))] if present else words[-1]
+    shown = words[:-1]
+    return " ".join(shown), "yes" if present else "no", {"w": asked}
 
 
 def _add(rng):
-    a, b = _int(rng, 0, 99), _int(rng, 0, 99)
+    a, b = _int(rng, 0, 9), _int(rng, 0, 9)
     return "", str(a + b), {"a": a, "b": b}
-
-
-def _reverse_words(rng):
-    words = _words(rng, 3, 4)
-    return " ".join(words), " ".join(reversed(words)), {}
 
 
 def _max_of_list(rng):
@@ -141,43 +133,39 @@ def _max_of_list(rng):
     return _listed(numbers), str(max(numbers)), {}
 
 
-def _reverse_chars(rng):
-    text = " ".join(_words(rng, 1, 2))
-    return text, text[::-1], {}
-
-
-def _sort_numbers(rng):
-    numbers = _numbers(rng, 0, 99, 3, 5)
-    return _listed(numbers), _listed(sorted(numbers)), {}
+def _second_word(rng):
+    words = _words(rng, 3, 5)
+    return " ".join(words), words[1], {}
 
 
 def _subtract(rng):
-    a, b = _int(rng, 0, 99), _int(rng, 0, 99)
+    b = _int(rng, 0, 9)
+    a = b + _int(rng, 0, 9)
     return "", str(a - b), {"a": a, "b": b}
 
 
-def _sum_list(rng):
-    numbers = _numbers(rng, 0, 50, 3, 4)
-    return _listed(numbers), str(sum(numbers)), {}
-
-
 def _multiply(rng):
-    a, b = _int(rng, 2, 99), _int(rng, 2, 12)
+    a, b = _int(rng, 2, 9), _int(rng, 2, 9)
     return "", str(a * b), {"a": a, "b": b}
 
 
-def _caesar_shift(rng):
-    k = _int(rng, 1, 3)
-    text = " ".join(_words(rng, 1, 2))
-    return text, _caesar(text, k), {"k": k}
+def _min_of_list(rng):
+    numbers = _numbers(rng, 0, 99, 3, 5)
+    return _listed(numbers), str(min(numbers)), {}
+
+
+def _sort_numbers(rng):
+    numbers = _numbers(rng, 0, 99, 3, 3)
+    return _listed(numbers), _listed(sorted(numbers)), {}
 
 
 def _multi_step(rng):
-    a, b, c = _int(rng, 1, 20), _int(rng, 1, 20), _int(rng, 2, 9)
-    return "", str((a + b) * c), {"a": a, "b": b, "c": c}
+    a, b = _int(rng, 1, 9), _int(rng, 1, 9)
+    c = _int(rng, 0, a + b)
+    return "", str(a + b - c), {"a": a, "b": b, "c": c}
 
 
-_GENERATORS: dict[str, Callable[[np.random.Generator], Task]] = {
+GENERATORS: dict[str, Callable[[np.random.Generator], Task]] = {
     name: globals()[f"_{name}"] for name in TASK_FAMILIES
 }
 
@@ -187,7 +175,7 @@ _MAX_TRIES = 1000
 
 
 def _record(rng: np.random.Generator, family: str) -> dict:
-    input_, output, fields = _GENERATORS[family](rng)
+    input_, output, fields = GENERATORS[family](rng)
     instruction = INSTRUCTIONS[family][int(rng.integers(2))].format(**fields)
     return {
         "instruction": instruction,

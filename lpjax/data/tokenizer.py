@@ -47,7 +47,7 @@ def load_tokenizer(path: str) -> Any:
     return tokenizer
 
 
-def train_bpe(texts: list[str], vocab_size: int, out_dir: str) -> Any:
+def train_bpe(texts: list[str], vocab_size: int, out_dir: str, whole_words: bool = False) -> Any:
     """Train a byte-level BPE on ``texts``, save it to ``out_dir`` (whole or
     not at all, replacing what was there) and return it.
 
@@ -55,7 +55,7 @@ def train_bpe(texts: list[str], vocab_size: int, out_dir: str) -> Any:
     Llama does) and ``</s>`` (EOS). Byte-level BPE covers every string, so no
     ``<unk>`` is needed. The saved directory reopens with ``load_tokenizer``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = [PAD, BOS, EOS]
@@ -63,6 +63,16 @@ def train_bpe(texts: list[str], vocab_size: int, out_dir: str) -> Any:
         raise ValueError(f"vocab_size must be at least {_BYTE_ALPHABET + len(specials)}")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if whole_words:
+        # Whitespace and punctuation runs are tokens of their own, so a word
+        # is one and the same token wherever it stands: after a space in the
+        # input and right after "### Response:" in the answer. GPT-2's rule
+        # makes them two tokens (" sun" and "sun"), and a tiny model cannot
+        # learn that they are one word in minutes.
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"\s+|[^\w\s]+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

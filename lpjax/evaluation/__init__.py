@@ -1,2 +1,6 @@
-"""How good a tuned target is: decoding (generate.py) and held-out metrics
-(heldout.py)."""
+"""How good a tuned target is: decoding (generate.py), held-out metrics
+(heldout.py), answers to instruction test sets (testsets.py, answers.py)
+and pairwise judging of two targets' answers (judge.py)."""
+from lpjax.evaluation.judge import JudgeError, JudgeResult, judge_pairwise
+
+__all__ = ["JudgeError", "JudgeResult", "judge_pairwise"]

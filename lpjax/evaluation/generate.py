@@ -13,6 +13,11 @@ output match transformers' `generate` token for token. The loop ends when
 every row has emitted EOS or max_new_tokens steps have run.
 
 Sampling follows transformers' order: temperature, then top-k, then top-p.
+
+On a mesh (as training and scoring run) the parameters stay where the
+sharding rules placed them, the prompt rows are split over the batch axes
+(data, fsdp), and the generated tokens come back replicated, so every
+process reads every row.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
+from lpjax import sharding
 from lpjax.data.batching import plan_by_length
 
 
@@ -55,12 +62,11 @@ def _eos_ids(eos_id: int | Sequence[int] | None) -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=32)
-def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], sampled: bool):
+def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], sampled: bool, mesh: Mesh | None):
     """The jitted decoder, one per (model graph, budget, EOS set, greedy or
-    sampled); the sampling settings are arguments, not constants."""
+    sampled, mesh); the sampling settings are arguments, not constants."""
     eos_ids = jnp.asarray(eos or (-1,), jnp.int32)
 
-    @jax.jit
     def generate(params, prompts, lengths, key, temperature, top_k, top_p):
         model = nnx.merge(graphdef, params)
         b, p = prompts.shape
@@ -106,19 +112,29 @@ def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], 
         _, tokens, cur, _, _, _, _ = jax.lax.while_loop(cond, body, state)
         return tokens, cur
 
-    return generate
+    if mesh is None:
+        return jax.jit(generate)
+    rows, rep = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+    # None: the parameters keep the shardings they were placed with.
+    return jax.jit(generate, in_shardings=(None, rows, rows, rep, rep, rep, rep), out_shardings=(rep, rep))
 
 
 def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
-                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
+                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, mesh: Mesh | None = None):
     """A jitted fn(params, prompts [B, P], lengths [B], key) -> (tokens
     [B, P + max_new_tokens], cursor [B]): row b's generated tokens are
     tokens[b, lengths[b]:cursor[b]], EOS included when it was emitted.
-    temperature 0 is greedy (key unused)."""
-    decoder = _decoder(graphdef, max_new_tokens, _eos_ids(eos_id), temperature != 0.0)
+    temperature 0 is greedy (key unused). With a mesh, B must divide by its
+    data x fsdp size, and prompts/lengths are this process's rows of the
+    batch (all of them with one process)."""
+    decoder = _decoder(graphdef, max_new_tokens, _eos_ids(eos_id), temperature != 0.0, mesh)
     settings = (jnp.float32(temperature or 1.0), jnp.int32(top_k), jnp.float32(top_p))
 
     def generate(params, prompts, lengths, key):
+        if mesh is not None:
+            rows = len(prompts) * jax.process_count()
+            placed = sharding.put_batch({"prompts": prompts, "lengths": lengths}, mesh, rows, ("prompts", "lengths"))
+            prompts, lengths = placed["prompts"], placed["lengths"]
         return decoder(params, prompts, lengths, key, *settings)
 
     return generate
@@ -136,9 +152,13 @@ def make_greedy_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Se
 
 
 def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple: int,
-         eos_id: int | Sequence[int] | None, pad_id: int, keep_eos: bool, key: jax.Array | None) -> list[list[int]]:
+         eos_id: int | Sequence[int] | None, pad_id: int, keep_eos: bool, key: jax.Array | None,
+         mesh: Mesh | None = None) -> list[list[int]]:
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (e.g. BOS)")
+    if mesh is not None and batch_size % sharding.data_parallel_size(mesh):
+        raise ValueError(f"batch_size {batch_size} is not divisible by the mesh's data x fsdp = "
+                         f"{sharding.data_parallel_size(mesh)}")
     eos = set(_eos_ids(eos_id))
     out: list[list[int]] = [[] for _ in prompts]
     for planned in plan_by_length([len(p) for p in prompts], batch_size, multiple):
@@ -148,11 +168,13 @@ def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple
         for row, i in enumerate(chunk):
             tokens[row, : len(prompts[i])] = prompts[i]
             lengths[row] = len(prompts[i])
+        # With several processes each feeds its own rows; all read every row back.
+        local = slice(None) if mesh is None else sharding.local_rows(mesh, planned.rows)
         if key is None:
-            result = fn(params, tokens, lengths)
+            result = fn(params, tokens[local], lengths[local])
         else:
             key, sub = jax.random.split(key)
-            result = fn(params, tokens, lengths, sub)
+            result = fn(params, tokens[local], lengths[local], sub)
         tokens, cur = (np.asarray(x) for x in result)
         for row, i in enumerate(chunk):
             new = tokens[row, lengths[row] : cur[row]].tolist()
@@ -176,11 +198,15 @@ def greedy_generate(
 def generate(
     model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_id: int | Sequence[int] | None,
     *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-    multiple: int = 8, pad_id: int = 0, keep_eos: bool = False,
+    multiple: int = 8, pad_id: int = 0, keep_eos: bool = False, mesh: Mesh | None = None,
 ) -> list[list[int]]:
     """Generate for every prompt with a model: greedy when temperature is 0,
     otherwise sampled from a key seeded by ``seed``. Returns the new tokens
-    per prompt, cut before EOS (or including it with keep_eos)."""
+    per prompt, cut before EOS (or including it with keep_eos). With a mesh
+    the model's parameters are placed by the sharding rules (unless already
+    on it) and each batch's rows split over its batch axes."""
     graphdef, params = nnx.split(model)
-    fn = make_generate_fn(graphdef, max_new_tokens, eos_id, temperature, top_k, top_p)
-    return _run(fn, params, prompts, batch_size, multiple, eos_id, pad_id, keep_eos, jax.random.key(seed))
+    if mesh is not None:
+        params = sharding.shard_params(params, mesh)
+    fn = make_generate_fn(graphdef, max_new_tokens, eos_id, temperature, top_k, top_p, mesh)
+    return _run(fn, params, prompts, batch_size, multiple, eos_id, pad_id, keep_eos, jax.random.key(seed), mesh)

@@ -16,25 +16,31 @@ from lpjax.workdir import StageResult
 ENCODE = ("data.max_len", "data.template", "data.truncation")
 
 
-def tokenizer_dir(side: Any, data: StageResult) -> str:
+def model_spec(side: Any, base: StageResult | None) -> str:
+    """What a side's model is loaded from: its pretrained base (a preset
+    after the base stage), else its own spec (a checkpoint or a preset)."""
+    return base.summary["model"] if base is not None else side.model
+
+
+def tokenizer_dir(side: Any, data: StageResult, base: StageResult | None) -> str:
     """A side's tokenizer: its explicit ``tokenizer``, else its checkpoint's
-    own, else (a preset) the BPE the data stage trained."""
+    (or pretrained base's) own, else (a preset) the BPE the data stage trained."""
     if side.tokenizer:
         return side.tokenizer
-    if (path := registry.tokenizer_path(side.model)) is not None:
+    if (path := registry.tokenizer_path(model_spec(side, base))) is not None:
         return path
     return os.path.join(data.dir, "tokenizer")
 
 
-def side_tokenizer(side: Any, data: StageResult):
-    return load_tokenizer(tokenizer_dir(side, data))
+def side_tokenizer(side: Any, data: StageResult, base: StageResult | None):
+    return load_tokenizer(tokenizer_dir(side, data, base))
 
 
-def side_model(side: Any, data: StageResult, seed: int) -> tuple[Any, Any]:
-    """(tokenizer, model) of the probe or the target section: a checkpoint
-    with its weights, or a preset initialized from ``seed``."""
-    tok = side_tokenizer(side, data)
-    return tok, registry.load_model(side.model, len(tok), seed, side.compute_dtype)
+def side_model(side: Any, data: StageResult, base: StageResult | None, seed: int) -> tuple[Any, Any]:
+    """(tokenizer, model) of the probe or the target section: its base or
+    checkpoint with its weights, or a preset initialized from ``seed``."""
+    tok = side_tokenizer(side, data, base)
+    return tok, registry.load_model(model_spec(side, base), len(tok), seed, side.compute_dtype)
 
 
 def encode(data_cfg: Any, tok: Any, records: list[dict]) -> list[tokenize.Example]:

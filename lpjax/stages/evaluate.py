@@ -11,7 +11,7 @@ from lpjax import atomic
 from lpjax.data.template import build_prompt
 from lpjax.models import registry
 from lpjax.evaluation.heldout import evaluate_model
-from lpjax.stages.common import ENCODE, encode, read_split, side_tokenizer
+from lpjax.stages.common import ENCODE, encode, model_spec, read_split, side_tokenizer
 from lpjax.training.checkpoint import load_params
 from lpjax.workdir import Stage, StageContext
 
@@ -19,10 +19,11 @@ from lpjax.workdir import Stage, StageContext
 def run(ctx: StageContext) -> dict:
     cfg, data, target = ctx.cfg, ctx.inputs["data"], ctx.inputs["target"]
     t = cfg.target
-    tok = side_tokenizer(t, data)
+    base = ctx.inputs["base"]
+    tok = side_tokenizer(t, data, base)
     # The structure alone: the tuned parameters replace every weight, so the
     # pretrained checkpoint is never read.
-    graphdef, like = nnx.split(registry.abstract_model(t.model, len(tok), t.compute_dtype))
+    graphdef, like = nnx.split(registry.abstract_model(model_spec(t, base), len(tok), t.compute_dtype))
     params = load_params(os.path.join(target.dir, "params"), like)
     test = read_split(data, "test")
     prompts = [build_prompt(r, cfg.data.template, tok) for r in test]
@@ -31,5 +32,8 @@ def run(ctx: StageContext) -> dict:
     return {k: v for k, v in result.items() if k != "samples"}
 
 
-STAGE = Stage("evaluate", run, reads=("evaluate", "target.model", "target.tokenizer", "target.compute_dtype",
-                                      *ENCODE), needs=("data", "target"))
+# Its own fields, not the whole section: the answers and judge subsections
+# (evaluate.answers, evaluate.judge) cannot change held-out metrics.
+STAGE = Stage("evaluate", run, reads=("evaluate.max_new_tokens", "evaluate.batch_size", "evaluate.pad_multiple",
+                                      "target.model", "target.tokenizer", "target.compute_dtype", *ENCODE),
+              needs=("data", "base", "target"))

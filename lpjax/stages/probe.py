@@ -20,6 +20,7 @@ from lpjax.data import tokenize
 from lpjax.scoring.score import auto_token_budget, make_score_fn, score_examples
 from lpjax.scoring.store import ScoreStore
 from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
+from lpjax.training.cost import forward_flops, train_flops
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
 
@@ -27,7 +28,7 @@ from lpjax.workdir import Stage, StageContext
 def run(ctx: StageContext) -> dict:
     cfg, data = ctx.cfg, ctx.inputs["data"]
     p = cfg.probe
-    tok, model = side_model(p, data, cfg.seed)
+    tok, model = side_model(p, data, ctx.inputs["base"], cfg.seed)
     records = read_split(data, "train")
     examples = encode(cfg.data, tok, records)
     mesh = make_mesh(cfg.mesh)
@@ -53,6 +54,8 @@ def run(ctx: StageContext) -> dict:
         else:
             stores[name] = ScoreStore.create(score_dir, p.train.epochs + 1, len(pass_examples), {**meta, "pass": name})
 
+    scoring = {"seconds": 0.0, "tokens": 0}
+
     def score_epoch(epoch: int, params) -> None:
         for name, store in stores.items():
             if epoch in store.done_rows():
@@ -61,17 +64,26 @@ def run(ctx: StageContext) -> dict:
             loss_sum, count = score_examples(score_fn, params, passes[name], p.score_batch_size,
                                              p.train.pad_multiple, **options)
             store.write_row(epoch, loss_sum, count)
+            scoring["seconds"] += time.time() - t0
+            scoring["tokens"] += sum(len(ex.ids) for ex in passes[name])
             ppl = store.read("ppl")[epoch]
             logging.info("probe: scored %s of epoch %d, mean ppl %.3f", name, epoch, float(ppl.mean()))
             ctx.log_metrics({"stage": "probe_score", "pass": name, "epoch": epoch, "mean_ppl": float(ppl.mean()),
                              "seconds": time.time() - t0, **compile_stats().since(compiled_before).as_dict()})
 
+    t0 = time.time()
     score_epoch(0, params0)
     train(model, examples, p.train, os.path.join(ctx.out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
           log_metrics=ctx.log_metrics, name="probe", mesh=mesh)
+    train_tokens = sum(len(ex.ids) for ex in examples) * p.train.epochs
+    # What selecting cost: training the probe and scoring the data with it.
+    cost = {"train_tokens": train_tokens, "train_seconds": time.time() - t0 - scoring["seconds"],
+            "score_tokens": scoring["tokens"], "score_seconds": scoring["seconds"],
+            "flops": train_flops(model, train_tokens) + forward_flops(model, scoring["tokens"])}
     lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
     return {"num_scored": len(examples), "score_geometry": geometry, "truncation": tokenize.truncation_stats(examples),
-            "response_lost_examples": lost[:20], "dropped": [i for i, ex in enumerate(examples) if ex.dropped]}
+            "response_lost_examples": lost[:20], "dropped": [i for i, ex in enumerate(examples) if ex.dropped],
+            "cost": cost}
 
 
 def score_geometry(out: str, p, max_len: int, score_fn, params, model_cfg, examples) -> dict:
@@ -98,4 +110,4 @@ def score_geometry(out: str, p, max_len: int, score_fn, params, model_cfg, examp
     return geometry
 
 
-STAGE = Stage("probe", run, reads=("seed", "probe", *ENCODE), needs=("data",), runtime=("mesh",))
+STAGE = Stage("probe", run, reads=("seed", "probe", *ENCODE), needs=("data", "base"), runtime=("mesh",))

@@ -45,6 +45,91 @@ def _length_bin(words: int) -> str:
     return "150+"
 
 
+def _flops(x: float) -> str:
+    return f"{x:.2e}"
+
+
+def answers_section(answered: dict) -> list[str]:
+    """Judge-free figures of each target's answers to the test sets: answer
+    lengths, answers cut at the token limit and, where a set has reference
+    answers, their log-likelihood per token under the target."""
+    if not answered:
+        return []
+    lines = ["## Answers to the test sets", "",
+             "Per target and set: answers, mean words per answer, empty answers, answers cut at "
+             "`evaluate.answers.max_new_tokens`; where the set has references (Self-Instruct), their mean "
+             "log-likelihood per token under the target (higher is better) and exact match.", ""]
+    rows = []
+    for name, a in answered.items():
+        for set_name, m in a.summary["sets"].items():
+            ref = m.get("reference") or {}
+            rows.append([name, set_name, m["num"], m["lengths"]["mean_words"], m["lengths"]["empty"],
+                         m["stopped_at_limit"], ref.get("loglik_per_token", ""), ref.get("exact_match", "")])
+    lines += _table(["target", "set", "answers", "mean words", "empty", "cut at limit", "reference loglik/token",
+                     "reference exact match"], rows)
+    return lines + [""]
+
+
+def judge_section(judged: dict, judge_cfg) -> list[str]:
+    """The pairwise judge's verdicts: the selection's target against each
+    baseline's, both orders per question (lpjax/evaluation/judge.py)."""
+    from lpjax.stages.judge import status
+
+    lines = ["## Pairwise judge", "", status(judge_cfg), ""]
+    if not judged:
+        return lines
+    lines += ["Win = better in both orders, or in one and tied in the other; winning score = "
+              "(W - L) / (W + T + L) + 1 (above 1: the selection's target is preferred), with a paired bootstrap "
+              "95 % interval; flip rate = share of questions whose verdict changed when the answers swapped "
+              "places. Unparsed replies are counted, never scored.", ""]
+    rows = []
+    for r in (j.summary for j in judged.values()):
+        ci = f"{r['ci95'][0]:.3f} - {r['ci95'][1]:.3f}" if r.get("ci95") else ""
+        score = r["winning_score"] if r["winning_score"] is not None else ""
+        rows.append([f"`{r['a']}` vs `{r['b']}`", r["win"], r["tie"], r["lose"], r["unparsed"], score, ci,
+                     r["flip_rate"] if r["flip_rate"] is not None else "", sum(r["tokens"].values())])
+        for set_name, per in sorted(r["per_set"].items()):
+            rows.append([f"  {set_name}", per["win"], per["tie"], per["lose"], per["unparsed"],
+                         per["winning_score"] if per["winning_score"] is not None else "", "", "", ""])
+    lines += _table(["pair", "win", "tie", "lose", "unparsed", "winning score", "95 % interval", "flip rate",
+                     "judge tokens"], rows)
+    return lines + [""]
+
+
+def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
+    """What selecting and each tuning cost (training FLOPs ~ 6 x parameters x
+    tokens, scoring 2 x; lpjax/training/cost.py), next to what each target
+    reached, so "as good for a fraction of the tuning" reads off one table."""
+    probe, targets, bases = inp["probe"], inp["targets"] or {}, inp["bases"] or {}
+    if not targets and probe is None:
+        return []
+    lines = ["## Cost next to quality", ""]
+    rows = []
+    if probe is not None and "cost" in probe.summary:
+        c = probe.summary["cost"]
+        rows.append(["selection: probe training", c["train_tokens"], "", c["train_seconds"], ""])
+        rows.append(["selection: probe scoring", c["score_tokens"], "", c["score_seconds"], ""])
+        rows.append(["selection, total", c["train_tokens"] + c["score_tokens"], _flops(c["flops"]),
+                     c["train_seconds"] + c["score_seconds"], ""])
+    for name, t in targets.items():
+        c = t.summary.get("cost")
+        if c:
+            quality = results[name]["exact_match"] if name in results else ""
+            rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"], quality])
+    lines += _table(["step", "tokens", "FLOPs", "seconds", "exact match"], rows)
+    full = targets.get("full")
+    chosen = targets.get(metric)
+    if full is not None and chosen is not None and probe is not None and "cost" in probe.summary:
+        route = probe.summary["cost"]["flops"] + chosen.summary["cost"]["flops"]
+        lines += ["", f"Selecting with the probe and tuning on `{metric}` cost {route / full.summary['cost']['flops']:.1%} "
+                  "of the FLOPs of tuning on the full data."]
+    for preset, b in sorted({b.summary["preset"]: b for b in bases.values()}.items()):
+        s = b.summary
+        lines += ["", f"Not counted above, as a downloaded checkpoint would not be: pretraining the base `{preset}` "
+                  f"({s['tokens']} tokens, {_flops(s['flops'])} FLOPs, {s['seconds']:.1f} s)."]
+    return lines + [""]
+
+
 def run(ctx: StageContext) -> dict:
     """report.md, written into this stage's directory (the pipeline copies it
     to <workdir>/report.md); its links are relative to the workdir."""
@@ -89,6 +174,9 @@ def run(ctx: StageContext) -> dict:
             lines += ["", "Exact match by task family:", ""]
             lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
         lines += [""]
+    lines += answers_section(inp["answers"] or {})
+    lines += judge_section(inp["judgements"] or {}, cfg.evaluate.judge)
+    lines += cost_section(inp, results, cfg.select.metric)
 
     if probe:
         ppl = ScoreStore.open(os.path.join(probe.dir, "scores")).read("ppl")
@@ -130,5 +218,7 @@ def run(ctx: StageContext) -> dict:
 
 
 STAGE = Stage("report", run, reads=("seed", "data.source", "data.max_len", "data.truncation", "select",
-                                    "probe.model", "probe.train.epochs", "target.model", "target.train.epochs"),
-              needs=("data", "probe", "cluster", "select", "targets", "evaluations"))
+                                    "probe.model", "probe.train.epochs", "target.model", "target.train.epochs",
+                                    "evaluate.judge.backend", "evaluate.judge.model", "evaluate.judge.base_url"),
+              needs=("data", "bases", "probe", "cluster", "select", "targets", "evaluations", "answers",
+                     "judgements"))

@@ -35,14 +35,15 @@ def test_ifd_selects_by_ppl_with_prompt_over_ppl_alone(tmp_path):
     logging.set_verbosity(logging.WARNING)
     cfg = get_config("micro")
     cfg.workdir = str(tmp_path / "w")
-    cfg.select.metric = "ifd"  # row 0: the untuned probe, which the test can rebuild from the seed
+    cfg.select.metric = "ifd"  # row 0: the untuned probe, i.e. its pretrained base
     cfg.target.enabled = cfg.evaluate.enabled = False
     config.validate(config.finalize(cfg))
     w = pipeline.run(cfg)["workdir"]
     path = lambda *parts: os.path.join(w, *parts)
     records = load_records(path("data", "train.jsonl"))
-    tok = load_tokenizer(path("data", "tokenizer"))
-    model = registry.load_model(cfg.probe.model, len(tok), cfg.seed)  # the same seed: the probe before training
+    # The probe before training is its pretrained base.
+    tok = load_tokenizer(path("base", cfg.probe.model, "hf"))
+    model = registry.load_model(path("base", cfg.probe.model, "hf"))
 
     templated = tokenize.encode_all(tok, records, cfg.data.max_len, cfg.data.template, cfg.data.truncation)
     with_prompt = reference_ppl(model, [list(ex.ids) for ex in templated], [ex.prompt_len for ex in templated])

@@ -14,12 +14,14 @@ from configs.lp_app import get_config
 from lpjax import config, pipeline
 from lpjax.config import get_path
 from lpjax.scoring.store import ScoreStore
-from lpjax.stages import cluster, data, evaluate, probe, report, select, target
+from lpjax.stages import answers, base, cluster, data, evaluate, judge, probe, report, select, target
+from tests.integration.judge_server import ScriptedJudge
 
 
 def test_declared_paths_exist_in_the_config():
     cfg = config.Config()
-    for stage in (data.STAGE, probe.STAGE, cluster.STAGE, select.STAGE, target.STAGE, evaluate.STAGE, report.STAGE):
+    for stage in (base.STAGE, data.STAGE, probe.STAGE, cluster.STAGE, select.STAGE, target.STAGE, evaluate.STAGE,
+                  answers.STAGE, judge.STAGE, report.STAGE):
         for path in stage.reads + stage.runtime:
             get_path(cfg, path)  # AttributeError on a misspelt declaration
 
@@ -32,7 +34,8 @@ def run(cfg):
 def test_every_stage_and_branch_runs_within_its_declaration(tmp_path):
     logging.set_verbosity(logging.WARNING)
     # Probe with the response-alone pass, clusters from a file, clust_rand,
-    # targets and their evaluation, the report of all of it.
+    # targets, their evaluation, answers to a test set and a judge, the
+    # report of all of it.
     cfg = get_config("micro")
     cfg.workdir = str(tmp_path / "a")
     cfg.select.metric = "ifd1"
@@ -41,8 +44,22 @@ def test_every_stage_and_branch_runs_within_its_declaration(tmp_path):
     cfg.cluster.method, cfg.cluster.file = "file", str(tmp_path / "clusters.txt")
     cfg.select.baselines = ("clust_rand",)
     cfg.target.train.epochs = 1
-    a = run(cfg)
-    assert {"data", "probe", "cluster", "select", "target/ifd1", "evaluate/clust_rand", "report"} <= set(a)
+    (tmp_path / "set.jsonl").write_text("".join(json.dumps({"q": f"Say {w}.", "gold": w}) + "\n"
+                                                for w in ("cat", "dog", "sun")))
+    cfg.evaluate.answers.test_sets = (f"mine={tmp_path / 'set.jsonl'}#prompt=q,reference=gold",)
+    cfg.evaluate.answers.max_new_tokens, cfg.evaluate.answers.max_len = 8, 128
+    j = cfg.evaluate.judge
+    with ScriptedJudge(lambda question, first, second, hit: ("reply", "7 5")) as server:
+        j.backend, j.base_url, j.model, j.against = "openai", server.base_url, "scripted", ("clust_rand",)
+        a = run(cfg)
+    assert {"data", "probe", "cluster", "select", "target/ifd1", "evaluate/clust_rand", "answers/ifd1",
+            "judge/ifd1-vs-clust_rand", "report", "base/llama-micro"} <= set(a)
+    # "7 5" always prefers the answer shown first: a tie in every question (each order wins once).
+    verdict = a["judge/ifd1-vs-clust_rand"].summary
+    assert (verdict["win"], verdict["tie"], verdict["lose"]) == (0, 3, 0) and verdict["flip_rate"] == 1.0
+    report_md = open(os.path.join(cfg.workdir, "report.md")).read()
+    assert "## Pairwise judge" in report_md and "## Answers to the test sets" in report_md
+    assert "## Cost next to quality" in report_md
 
     # Scores from files (this run's score directory) with a comparison,
     # MiniLM clusters, no target: the other branches of select and report.

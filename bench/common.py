@@ -36,6 +36,28 @@ CONVERTER = os.path.join(SHARED, "tools", "smollm2_to_hf.py")
 DEFAULT_CKPT = "/tmp/smollm2"
 
 
+def base_parser(doc: str, num: int):
+    """The arguments every bench takes: the checkpoint, the data, how many
+    records, their max length and the thread count."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=DEFAULT_CKPT, help="SmolLM2-135M-Instruct HF dir (converted if missing)")
+    p.add_argument("--data", default=ALPACA)
+    p.add_argument("--num", type=int, default=num)
+    p.add_argument("--max-len", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="lpjax's compute dtype (fp32 master weights either way; the reference stays fp32)")
+    return p
+
+
+def tolerance(args, fp32: float) -> float:
+    """The agreement with the fp32 reference a run must reach: ``fp32``, or
+    none to check with bf16 compute (its difference is what is measured)."""
+    return fp32 if args.compute_dtype == "float32" else float("inf")
+
+
 def setup_threads(threads: int) -> list[int]:
     """Pin this process to `threads` CPUs and cap every thread pool at that
     (call before importing jax/torch). Returns the CPUs used."""

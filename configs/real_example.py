@@ -21,7 +21,6 @@ def get_config(variant: str | None = None) -> Config:
     cfg.data.max_len = 512  # stories260k's context
     cfg.probe.model = "../shared/models/stories260k"
     cfg.probe.train = dataclasses.replace(cfg.probe.train, epochs=1, lr=1e-3, batch_size=16, pad_multiple=64)
-    cfg.probe.score_token_budget = 8192
     cfg.target.model = "checkpoints/smollm2-135m-instruct"
     # pad_multiple 128: at most 4 batch shapes, so SmolLM2's step compiles at most 4 times.
     cfg.target.train = dataclasses.replace(cfg.target.train, epochs=1, lr=2e-5, batch_size=8, pad_multiple=128)

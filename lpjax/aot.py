@@ -1,10 +1,56 @@
 """Ahead-of-time compilation per batch shape, with memory use logged before
-the first step of each shape runs (instead of letting jit compile lazily)."""
+the first step of each shape runs (instead of letting jit compile lazily),
+and the compile seconds counted (``compile_stats``; training and the probe
+put them in metrics.jsonl)."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import threading
+import time
 from typing import Any
 
+import jax
 from absl import logging
+
+
+@dataclasses.dataclass
+class CompileStats:
+    """Compiles of this process's steps: how many, the seconds spent lowering
+    and compiling them (or loading them from the persistent cache), and how
+    many came from that cache."""
+
+    compiles: int = 0
+    seconds: float = 0.0
+    cache_hits: int = 0
+
+    def as_dict(self) -> dict:
+        return {"compiles": self.compiles, "compile_s": round(self.seconds, 3), "compile_cache_hits": self.cache_hits}
+
+    def since(self, earlier: "CompileStats") -> "CompileStats":
+        return CompileStats(self.compiles - earlier.compiles, self.seconds - earlier.seconds,
+                            self.cache_hits - earlier.cache_hits)
+
+
+STATS = CompileStats()
+_LOCK = threading.Lock()
+
+
+def compile_stats() -> CompileStats:
+    """A snapshot of the process-wide counts (``since`` gives a stage's share)."""
+    with _LOCK:
+        return dataclasses.replace(STATS)
+
+
+def _on_event(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        with _LOCK:
+            STATS.cache_hits += 1
+
+
+jax.monitoring.register_event_listener(_on_event)
 
 
 def log_compiled_memory(compiled: Any, what: str) -> None:
@@ -31,17 +77,61 @@ class AotFunction:
     def __init__(self, jitted: Any, name: str):
         self._jitted, self._name, self._compiled = jitted, name, {}
 
+    @staticmethod
+    def _key(batch: dict) -> tuple:
+        return tuple((k, v.shape) for k, v in sorted(batch.items()) if hasattr(v, "shape"))
+
+    def _compile(self, lowered: Any, shape: tuple) -> Any:
+        t0 = time.perf_counter()
+        compiled = lowered.compile()
+        logging.info("%s %s: compiled in %.1f s", self._name, shape, time.perf_counter() - t0)
+        log_compiled_memory(compiled, f"{self._name} {shape}")
+        return compiled
+
+    def _count(self, compiles: int, seconds: float) -> None:
+        with _LOCK:
+            STATS.compiles += compiles
+            STATS.seconds += seconds
+
+    def precompile(self, arg_lists: list[tuple], workers: int | None = None) -> None:
+        """Compile the shapes of several calls at once, in ``workers``
+        threads (default: one per CPU, at most 8, which bounds the memory
+        the compiler takes): XLA compiles outside the GIL, so a pass that
+        needs many shapes waits less than their sum. Lowering (tracing)
+        stays sequential."""
+        todo = {}
+        for args in arg_lists:
+            key = self._key(args[-1])
+            if key not in self._compiled and key not in todo:
+                todo[key] = args
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        with _oom_as_memory_error(self._name, "several"):
+            lowered = {key: (self._jitted.lower(*args), tuple(args[-1]["tokens"].shape)) for key, args in todo.items()}
+            workers = max(1, min(len(lowered), workers or min(os.cpu_count() or 1, 8)))
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                futures = {key: pool.submit(self._compile, low, shape) for key, (low, shape) in lowered.items()}
+                self._compiled.update({key: f.result() for key, f in futures.items()})
+        self._count(len(todo), time.perf_counter() - t0)
+
     def __call__(self, *args):
         batch = args[-1]
-        shape = batch["tokens"].shape
-        key = tuple((k, v.shape) for k, v in sorted(batch.items()) if hasattr(v, "shape"))
-        try:
+        shape = tuple(batch["tokens"].shape)
+        key = self._key(batch)
+        with _oom_as_memory_error(self._name, shape):
             if key not in self._compiled:
-                compiled = self._jitted.lower(*args).compile()
-                log_compiled_memory(compiled, f"{self._name} {tuple(shape)}")
-                self._compiled[key] = compiled
+                t0 = time.perf_counter()
+                self._compiled[key] = self._compile(self._jitted.lower(*args), shape)
+                self._count(1, time.perf_counter() - t0)
             return self._compiled[key](*args)
-        except Exception as e:  # XlaRuntimeError has no stable import path
-            if "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower():
-                raise MemoryError(f"{self._name} at batch shape {tuple(shape)}: {OOM_HINT}") from e
-            raise
+
+
+@contextlib.contextmanager
+def _oom_as_memory_error(name: str, shape: Any):
+    try:
+        yield
+    except Exception as e:  # XlaRuntimeError has no stable import path
+        if "RESOURCE_EXHAUSTED" in str(e) or "out of memory" in str(e).lower():
+            raise MemoryError(f"{name} at batch shape {shape}: {OOM_HINT}") from e
+        raise

@@ -52,6 +52,9 @@ BASELINES = ("random", "clust_rand", "full")
 EXPORT_FORMATS = ("json", "jsonl", "hf")
 JUDGE_BACKENDS = ("none", "openai", "lpjax")
 SYNTHETIC = "synthetic"  # data.source: the embedded generated dataset
+# probe.score_token_budget: measured on this machine (lpjax/tuning.py) / fixed batches of score_batch_size.
+SCORE_BUDGET_AUTO = 0
+SCORE_BUDGET_FIXED = -1
 
 
 @dataclass
@@ -133,11 +136,14 @@ class ProbeConfig:
     tokenizer: str = ""
     compute_dtype: str = "float32"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=1e-3, batch_size=8))
-    score_batch_size: int = 64
-    # Scoring batches: > 0 packs rows x length <= budget tokens from length
-    # buckets (memory stays flat, short samples share a batch) instead of
-    # score_batch_size samples.
-    score_token_budget: int = 0
+    score_batch_size: int = 64  # samples per scoring batch when score_token_budget = -1
+    # Scoring batches pack rows x length <= budget tokens from length buckets
+    # (memory stays flat, short samples share a batch). 0 = the budget that
+    # runs fastest on this machine for this model, measured on the scoring
+    # step at the probe's start and cached per (machine, model shape) in
+    # ~/.cache/lpjax (lpjax/tuning.py); N > 0 = N tokens; -1 = batches of
+    # score_batch_size samples. No choice changes a score beyond fp32 rounding.
+    score_token_budget: int = SCORE_BUDGET_AUTO
     score_response_head: bool = True
     score_shared_prefix: bool = True
     # Also score every response alone (IFD's denominator); switched on by
@@ -465,8 +471,8 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         if p.score_batch_size % split:
             raise ConfigError("probe.score_batch_size", f"{p.score_batch_size} is not divisible by the mesh's "
                                                         f"data x fsdp = {split}")
-        _at_least("probe.score_token_budget", p.score_token_budget, 0)
-        if p.score_token_budget and p.score_token_budget < d.max_len * split:
+        _at_least("probe.score_token_budget", p.score_token_budget, SCORE_BUDGET_FIXED)
+        if p.score_token_budget > 0 and p.score_token_budget < d.max_len * split:
             raise ConfigError("probe.score_token_budget", f"{p.score_token_budget} holds no batch of {split} "
                                                           f"rows of data.max_len={d.max_len} tokens")
         needed = _epochs_needed(s.metric)

@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
     # After flag parsing: keeps --help fast.
     import jax
 
-    from lpjax import config, distributed, preflight
+    from lpjax import config, distributed, preflight, tuning
     from lpjax.errors import UserError, disk_error
 
     try:
@@ -87,6 +87,9 @@ def main(argv: list[str]) -> None:
         # a rejected run takes seconds.
         config.validate(cfg, jax.device_count())
         preflight.check(cfg)
+        # Compiled steps persist between runs (a rerun, a resume, a second
+        # target with the same shapes load them instead of compiling).
+        tuning.enable_compilation_cache()
         from lpjax import pipeline
 
         result = pipeline.run(cfg, checked=True)

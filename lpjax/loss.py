@@ -25,6 +25,8 @@ rounding whichever of these a batch uses):
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,6 +62,36 @@ def loss_temp_bound(batch: int, seq: int, hidden: int, vocab: int, chunk: int | 
     return 4 * (copies * batch * chunk * vocab + 4 * batch * (seq + chunk) * (hidden + 2))
 
 
+def _chunked(hidden: jax.Array, targets: jax.Array, mask: jax.Array, chunk: int | None):
+    """[B, T, ...] inputs as [n, B, chunk, ...] position chunks (T padded to
+    n x chunk); rows stay the leading axis of each chunk, so a batch split
+    over devices stays split."""
+    b, t, h = hidden.shape
+    chunk = min(chunk or chunk_positions(b, t), t)
+    pad = (-t) % chunk
+    if pad:
+        hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
+        targets = jnp.pad(targets, ((0, 0), (0, pad)))
+        mask = jnp.pad(mask, ((0, 0), (0, pad)))
+    n = (t + pad) // chunk
+    return (hidden.reshape(b, n, chunk, h).swapaxes(0, 1), targets.reshape(b, n, chunk).swapaxes(0, 1),
+            mask.reshape(b, n, chunk).swapaxes(0, 1).astype(jnp.float32))
+
+
+def _unchunk(x: jax.Array, t: int) -> jax.Array:
+    """[n, B, chunk, ...] -> [B, t, ...] (the padding dropped)."""
+    n, b, c = x.shape[:3]
+    return x.swapaxes(0, 1).reshape(b, n * c, *x.shape[3:])[:, :t]
+
+
+def _chunk_logits(hc: jax.Array, tc: jax.Array, head32: jax.Array):
+    """A chunk's fp32 logits [B, c, V], their logsumexp and the token losses [B, c]."""
+    logits = jnp.einsum("bch,hv->bcv", hc.astype(jnp.float32), head32)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
+    return logits, lse, lse - picked
+
+
 def chunked_cross_entropy(
     hidden: jax.Array, head: jax.Array, targets: jax.Array, mask: jax.Array, chunk: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -70,31 +102,16 @@ def chunked_cross_entropy(
     (loss_sum [B], count [B]), both fp32. ``chunk``: positions per chunk
     (default: about CHUNK_TOKENS positions over all rows).
     """
-    b, t, h = hidden.shape
-    chunk = min(chunk or chunk_positions(b, t), t)
-    pad = (-t) % chunk
-    if pad:
-        hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
-        targets = jnp.pad(targets, ((0, 0), (0, pad)))
-        mask = jnp.pad(mask, ((0, 0), (0, pad)))
-    n = (t + pad) // chunk
-    # [n, B, chunk, ...]: scan over position chunks; rows stay the leading
-    # axis of each chunk, so a batch split over devices stays split.
-    xs = (
-        hidden.reshape(b, n, chunk, h).swapaxes(0, 1),
-        targets.reshape(b, n, chunk).swapaxes(0, 1),
-        mask.reshape(b, n, chunk).swapaxes(0, 1).astype(jnp.float32),
-    )
+    b = hidden.shape[0]
+    xs = _chunked(hidden, targets, mask, chunk)
     head32 = head.astype(jnp.float32)
 
     # Recomputed in the backward pass: otherwise autodiff saves every
-    # chunk's logits, B x T x V floats in all.
+    # chunk's logits, B x T x V floats in all. (Training takes
+    # weighted_cross_entropy instead, which needs no recomputation.)
     @jax.checkpoint
     def chunk_loss(hc, tc, mc, head32):
-        logits = jnp.einsum("bch,hv->bcv", hc.astype(jnp.float32), head32)
-        lse = jax.nn.logsumexp(logits, axis=-1)
-        picked = jnp.take_along_axis(logits, tc[..., None], axis=-1)[..., 0]
-        return jnp.sum((lse - picked) * mc, axis=-1)
+        return jnp.sum(_chunk_logits(hc, tc, head32)[2] * mc, axis=-1)
 
     def body(total, x):
         hc, tc, mc = x
@@ -102,6 +119,60 @@ def chunked_cross_entropy(
 
     loss_sum, _ = jax.lax.scan(body, jnp.zeros((b,), jnp.float32), xs)
     return loss_sum, jnp.sum(mask.astype(jnp.float32), axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def weighted_cross_entropy(hidden: jax.Array, head: jax.Array, targets: jax.Array, mask: jax.Array,
+                           weights: jax.Array, chunk: int | None = None) -> jax.Array:
+    """sum over rows b of weights[b] x (masked token cross-entropy of row b):
+    the training loss (weights = 1 / the batch's response tokens), as a
+    scalar whose gradient costs one LM-head matmul less than autodiff of
+    ``chunked_cross_entropy``.
+
+    The forward pass computes each chunk's logits once and, while they are
+    in cache, their cotangent (softmax - one_hot) x mask x weight and the
+    two gradient matmuls: the gradients with respect to ``hidden`` and
+    ``head`` become residuals, and the backward pass only scales them. Three
+    [B, chunk, H] x [H, V] matmuls per chunk instead of four (forward,
+    recomputation, two gradients), no logits saved. The VJP is exact in
+    every differentiable input (hidden, head, mask, weights); the value is
+    the same as ``sum(weights * chunked_cross_entropy(...)[0])``."""
+    return _weighted_ce_fwd(hidden, head, targets, mask, weights, chunk)[0]
+
+
+def _weighted_ce_fwd(hidden, head, targets, mask, weights, chunk):
+    b, t, _ = hidden.shape
+    xs = _chunked(hidden, targets, mask, chunk)
+    head32 = head.astype(jnp.float32)
+    w32 = weights.astype(jnp.float32)
+    vocab = head.shape[1]
+
+    def body(dhead, x):
+        hc, tc, mc = x
+        logits, lse, tok = _chunk_logits(hc, tc, head32)
+        coef = (mc * w32[:, None])[..., None]
+        onehot = jnp.arange(vocab, dtype=tc.dtype) == tc[..., None]
+        dlogits = (jnp.exp(logits - lse[..., None]) - onehot) * coef
+        dh = jnp.einsum("bcv,hv->bch", dlogits, head32)
+        dhead = dhead + jnp.einsum("bch,bcv->hv", hc.astype(jnp.float32), dlogits)
+        return dhead, (tok, dh)
+
+    dhead, (tok, dh) = jax.lax.scan(body, jnp.zeros(head.shape, jnp.float32), xs)
+    tok, dh = _unchunk(tok, t), _unchunk(dh, t)
+    mask32 = mask.astype(jnp.float32)
+    value = jnp.sum(jnp.sum(tok * mask32, axis=-1) * w32)
+    residuals = (dh.astype(hidden.dtype), dhead.astype(head.dtype), tok, mask, weights)
+    return value, residuals
+
+
+def _weighted_ce_bwd(chunk, residuals, g):
+    dh, dhead, tok, mask, weights = residuals
+    d_mask = (g * tok * weights.astype(jnp.float32)[:, None]).astype(mask.dtype)
+    d_weights = (g * jnp.sum(tok * mask.astype(jnp.float32), axis=-1)).astype(weights.dtype)
+    return (g * dh).astype(dh.dtype), (g * dhead).astype(dhead.dtype), None, d_mask, d_weights
+
+
+weighted_cross_entropy.defvjp(_weighted_ce_fwd, _weighted_ce_bwd)
 
 
 def prefix_kv(model, prefix_tokens: jax.Array) -> list:
@@ -155,11 +226,13 @@ def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_t
     return hidden
 
 
-def example_loss(model, batch: dict[str, jax.Array], chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """Per-example (loss sum, response token count) of a causal LM on a batch
-    from lpjax.data.batching (keys tokens, targets, loss_mask; optional
-    resp_pos, and prefix_id with prefix_tokens/prefix_len, and optionally the
-    precomputed prefix_kv(model, prefix_tokens) as prefix_kv)."""
+def head_inputs(model, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(hidden [B, R, H], targets [B, R], mask [B, R], count [B]): what the LM
+    head sees for a batch from lpjax.data.batching (keys tokens, targets,
+    loss_mask; optional resp_pos, and prefix_id with prefix_tokens/prefix_len,
+    and optionally the precomputed prefix_kv(model, prefix_tokens) as
+    prefix_kv). R is the batch length, or resp_pos's; count is each row's
+    response token count."""
     tokens = batch["tokens"]
     if "prefix_id" in batch:
         hidden = hidden_after_prefix(model, tokens, batch["prefix_id"], batch["prefix_tokens"], batch["prefix_len"],
@@ -175,8 +248,26 @@ def example_loss(model, batch: dict[str, jax.Array], chunk: int | None = None) -
         hidden = jnp.take_along_axis(hidden, pos[..., None], axis=1)
         targets = jnp.take_along_axis(targets, pos, axis=1)
         mask = jnp.take_along_axis(mask, pos, axis=1)
+    return hidden, targets, mask, count
+
+
+def example_loss(model, batch: dict[str, jax.Array], chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """Per-example (loss sum, response token count) of a causal LM on a batch
+    (``head_inputs``): what scoring and evaluation take."""
+    hidden, targets, mask, count = head_inputs(model, batch)
     loss_sum, _ = chunked_cross_entropy(hidden, model.head_weight(), targets, mask, chunk)
     return loss_sum, count
+
+
+def token_mean_loss(model, batch: dict[str, jax.Array], total: jax.Array, chunk: int | None = None) -> jax.Array:
+    """sum over the batch's response tokens of their cross-entropy, / total:
+    the training loss (total = the whole batch's response tokens, so
+    micro-batches add up to it). Equal to sum(example_loss(...)[0]) / total;
+    its gradient comes from ``weighted_cross_entropy`` (one LM-head matmul
+    less than autodiff of the chunked loss)."""
+    hidden, targets, mask, _ = head_inputs(model, batch)
+    weights = jnp.broadcast_to(1.0 / jnp.asarray(total, jnp.float32), hidden.shape[:1])
+    return weighted_cross_entropy(hidden, model.head_weight(), targets, mask, weights, chunk)
 
 
 def mean_loss(loss_sum: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -240,7 +240,7 @@ def fixed_batch(examples: Sequence, chunk: Sequence[int], batch_size: int, multi
         # A few fractions of the length, not every multiple: each new
         # resp_pos length is one more compile of the step.
         longest = max(response_positions(examples[i], skip(i)) for i in chunk)
-        resp_len = _resp_bucket(longest, length, RESP_FRACTIONS, resp_multiple)
+        resp_len = resp_bucket(longest, length, RESP_FRACTIONS, resp_multiple)
     return PlannedBatch(indices, length, resp_len)
 
 
@@ -335,7 +335,7 @@ def length_buckets(max_len: int, smallest: int = 16, multiple: int = 8, growth: 
 DEFAULT_MAX_LEN = 512
 
 
-def _resp_bucket(longest: int, length: int, fractions: Sequence[float], multiple: int) -> int:
+def resp_bucket(longest: int, length: int, fractions: Sequence[float], multiple: int) -> int:
     for f in sorted(fractions):
         r = min(round_up(max(int(np.ceil(f * length)), 1), multiple), length)
         if r >= longest:
@@ -392,7 +392,7 @@ def plan_token_budget(
         indices[: len(members)] = members
         resp_len = None
         if resp_fractions is not None:
-            resp_len = _resp_bucket(int(resp[members].max()), length, resp_fractions, resp_multiple)
+            resp_len = resp_bucket(int(resp[members].max()), length, resp_fractions, resp_multiple)
         return PlannedBatch(indices, length, resp_len)
 
     plan: list[PlannedBatch] = []

@@ -9,13 +9,15 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
-from lpjax import sharding
+from lpjax import sharding, tuning
 from lpjax.aot import AotFunction
 from lpjax.data.batching import (DEFAULT_MAX_LEN, RESP_FRACTIONS, ROW_KEYS, PlannedBatch, Prefixes, collate_plan,
-                                 length_buckets, plan_fixed, plan_token_budget, shared_prefixes)
+                                 length_buckets, plan_fixed, plan_token_budget, resp_bucket, response_positions,
+                                 shared_prefixes)
 from lpjax.loss import example_loss, prefix_kv
 
 
@@ -53,11 +55,18 @@ class ScoreFn:
             self._jitted[keys] = AotFunction(jitted, "score step")
         return self._jitted[keys]
 
+    def _placed(self, batch: dict, batch_size: int) -> dict:
+        return batch if self.mesh is None else sharding.put_batch(batch, self.mesh, batch_size, ROW_KEYS)
+
     def __call__(self, params: Any, batch: dict, batch_size: int):
-        fn = self._fn(tuple(sorted(batch)))
-        if self.mesh is not None:
-            batch = sharding.put_batch(batch, self.mesh, batch_size, ROW_KEYS)
-        return fn(params, batch)
+        return self._fn(tuple(sorted(batch)))(params, self._placed(batch, batch_size))
+
+    def precompile(self, params: Any, batches: Sequence[tuple[dict, int]]) -> None:
+        """Compile the steps of these (batch, global rows) shapes at once
+        (AotFunction.precompile: in parallel threads)."""
+        if batches:
+            fn = self._fn(tuple(sorted(batches[0][0])))
+            fn.precompile([(params, self._placed(b, rows)) for b, rows in batches])
 
     def prefix_kv(self, params: Any, prefix_tokens: np.ndarray) -> list:
         """The prefixes' keys/values, once per pass (params are fixed in one)."""
@@ -70,6 +79,12 @@ class ScoreFn:
     def row_multiple(self) -> int:
         """Global batch rows must split evenly over the data axes."""
         return 1 if self.mesh is None else sharding.data_parallel_size(self.mesh)
+
+
+def scoring_buckets(examples: Sequence, max_len: int | None) -> tuple[int, ...]:
+    """The length buckets of a token-budget pass (up to max_len, or the longest row)."""
+    longest = max((len(ex.ids) for ex in examples), default=1)
+    return length_buckets(max(max_len or DEFAULT_MAX_LEN, longest))
 
 
 def plan_scoring(examples: Sequence, batch_size: int = 64, multiple: int = 16, *, token_budget: int = 0,
@@ -86,14 +101,73 @@ def plan_scoring(examples: Sequence, batch_size: int = 64, multiple: int = 16, *
     """
     prefixes = shared_prefixes(examples) if shared_prefix else None
     if token_budget:
-        longest = max((len(ex.ids) for ex in examples), default=1)
-        buckets = length_buckets(max(max_len or DEFAULT_MAX_LEN, longest))
-        plan = plan_token_budget(examples, token_budget, buckets, prefixes=prefixes, row_multiple=row_multiple,
+        plan = plan_token_budget(examples, token_budget, scoring_buckets(examples, max_len), prefixes=prefixes, row_multiple=row_multiple,
                                  resp_fractions=RESP_FRACTIONS if response_head else None)
     else:
         plan = plan_fixed(examples, batch_size, multiple, prefixes=prefixes,
                           resp_multiple=multiple if response_head else None)
     return plan, prefixes
+
+
+def auto_token_budget(score_fn: "ScoreFn", params: Any, model_cfg: Any, examples: Sequence, *,
+                      response_head: bool = True, shared_prefix: bool = True, max_len: int | None = None,
+                      use_cache: bool = True) -> dict:
+    """The scoring token budget that runs fastest on this machine for this
+    model: the real scoring step timed on batches of the data's typical
+    bucket length (``tuning.typical_length``) at increasing budgets
+    (``tuning.budget_candidates``, ``tuning.tune_budget``), cached per
+    (machine, model shape, length, options) in the user cache.
+
+    Returns {"token_budget", "rates" (tokens/s per budget tried), "length",
+    "source": "measured" | "cached"}. With several processes every process
+    measures and takes process 0's rates, so all make the same choice (and
+    run the same steps); nothing is cached then."""
+    if not examples:
+        return {"token_budget": DEFAULT_MAX_LEN, "rates": {}, "length": 0, "source": "empty"}
+    prefixes = shared_prefixes(examples) if shared_prefix else None
+    skip = (lambda i: 0) if prefixes is None else prefixes.length_of
+    row_len = np.array([len(ex.ids) - skip(i) for i, ex in enumerate(examples)])
+    buckets = scoring_buckets(examples, max_len)
+    length = tuning.typical_length(row_len, buckets)
+    smaller = max([b for b in buckets if b < length], default=0)
+    members = np.flatnonzero((row_len <= length) & (row_len > smaller))
+    multiple = score_fn.row_multiple
+    many = jax.process_count() > 1
+    tuned = tuning.Tuned("score_token_budget", model_cfg, {
+        "length": length, "longest_bucket": buckets[-1], "row_multiple": multiple, "response_head": response_head,
+        "shared_prefix": prefixes is not None})
+    if use_cache and not many and (record := tuned.get()) is not None:
+        return {**record, "source": "cached"}
+    kv = None if prefixes is None else score_fn.prefix_kv(params, prefixes.tokens)
+    resp_len = None
+    if response_head:
+        resp_len = resp_bucket(max(response_positions(examples[i], skip(i)) for i in members), length, RESP_FRACTIONS,
+                               8)
+    by_rows: dict[int, float] = {}
+
+    def measure(budget: int) -> float:
+        rows = max(multiple, budget // length // multiple * multiple)
+        if rows not in by_rows:
+            planned = PlannedBatch(np.resize(members, rows), length, resp_len)
+            batch = collate_plan(examples, planned, prefixes, score_fn.rows(rows))
+            batch.pop("index")
+            if kv is not None:
+                batch["prefix_kv"] = kv
+            seconds = tuning.time_call(lambda: jax.block_until_ready(score_fn(params, batch, rows)))
+            rate = rows * length / seconds
+            if many:
+                from jax.experimental import multihost_utils
+
+                rate = float(multihost_utils.broadcast_one_to_all(np.float64(rate)))
+            by_rows[rows] = rate
+            logging.info("scoring autotune: %d rows x %d tokens: %.0f tokens/s", rows, length, rate)
+        return by_rows[rows]
+
+    candidates = tuning.budget_candidates(jax.default_backend(), buckets[-1] * multiple)
+    record = {**tuning.tune_budget(measure, candidates), "length": length}
+    if use_cache and not many:
+        tuned.put(record)
+    return {**record, "source": "measured"}
 
 
 def score_examples(score_fn: ScoreFn, params: Any, examples: Sequence, batch_size: int = 64, multiple: int = 16,
@@ -104,12 +178,20 @@ def score_examples(score_fn: ScoreFn, params: Any, examples: Sequence, batch_siz
     loss_sum = np.zeros(len(examples), np.float64)
     count = np.zeros(len(examples), np.float64)
     kv = None if prefixes is None else score_fn.prefix_kv(params, prefixes.tokens)
-    pending = []
-    for planned in plan:
+
+    def collated(planned: PlannedBatch) -> tuple[dict, np.ndarray]:
         batch = collate_plan(examples, planned, prefixes, score_fn.rows(planned.rows))
         index = batch.pop("index")
         if kv is not None:
             batch["prefix_kv"] = kv
+        return batch, index
+
+    # Every shape of the pass compiles up front, in parallel.
+    firsts = {(b.rows, b.length, b.resp_len): b for b in reversed(plan)}
+    score_fn.precompile(params, [(collated(b)[0], b.rows) for b in firsts.values()])
+    pending = []
+    for planned in plan:
+        batch, index = collated(planned)
         # Dispatch is async: the next batch is collated while this one runs.
         pending.append((index, score_fn(params, batch, planned.rows)))
         if len(pending) > 2:

@@ -20,11 +20,11 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from lpjax import faults, sharding
-from lpjax.aot import AotFunction
+from lpjax.aot import AotFunction, compile_stats
 from lpjax.config import TrainConfig
 from lpjax.training.checkpoint import Checkpointer
 from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, training_batches
-from lpjax.loss import example_loss
+from lpjax.loss import token_mean_loss
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
@@ -49,8 +49,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
     """
 
     def micro_loss(params, batch, total):
-        loss_sum, _ = example_loss(nnx.merge(graphdef, params), batch)
-        return jnp.sum(loss_sum) / total
+        return token_mean_loss(nnx.merge(graphdef, params), batch, total)
 
     def step(params, opt_state, batch):
         total = jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
@@ -129,7 +128,7 @@ def train(
         step, epoch, batch_pos = latest, pos["epoch"], pos["batch"]
         logging.info("%s: resumed at step %d (epoch %d, batch %d)", name, step, epoch, batch_pos)
 
-    t0, done_at_start = time.time(), step
+    t0, done_at_start, compiled_before = time.time(), step, compile_stats()
     while epoch < cfg.epochs:
         for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
                                       resp_multiple, prefixes):
@@ -144,6 +143,7 @@ def train(
                 record = dict(
                     stage=name, step=step, total_steps=total, epoch=epoch, loss=loss,
                     samples_per_s=rate * cfg.batch_size, eta_s=(total - step) / max(rate, 1e-9),
+                    **compile_stats().since(compiled_before).as_dict(),
                 )
                 logging.info("%s step %d/%d loss %.4f %.1f samples/s ETA %.0fs", name, step, total, loss,
                              record["samples_per_s"], record["eta_s"])

@@ -59,6 +59,8 @@ def set_path(cfg, path, value):
     ("select.compare", ("/nonexistent/scores",), "select.compare[0]", "no such"),
     ("mesh.shape", (3, 1, 1), "mesh.shape", "devices"),
     ("evaluate.batch_size", 0, "evaluate.batch_size", "at least 1"),
+    ("probe.score_token_budget", -2, "probe.score_token_budget", "at least -1"),
+    ("probe.score_token_budget", 64, "probe.score_token_budget", "holds no batch"),
     ("pretrain.vocab_size", 100, "pretrain.vocab_size", "at least 259"),
     ("pretrain.train.batch_size", 0, "pretrain.train.batch_size", "at least 1"),
 ])

@@ -9,6 +9,7 @@ def hf_checkpoint(tmp_path_factory):
     built = {}
 
     def get(name: str):
+        pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
         if name not in built:
             path = str(tmp_path_factory.mktemp(name))
             built[name] = (path, make_checkpoint(name, path))

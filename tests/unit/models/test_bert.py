@@ -4,7 +4,8 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
 from transformers import BertConfig as HFBertConfig
 from transformers import BertModel
 

@@ -1,7 +1,8 @@
 """KV-cache generation against transformers' generate, token for token."""
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
 
 from lpjax.evaluation.generate import filter_logits, generate
 from lpjax.models.hf import load_hf

@@ -14,7 +14,7 @@ STORIES = os.path.join(SHARED, "models", "stories260k")
 
 @pytest.mark.skipif(not os.path.isdir(STORIES), reason="needs ../shared/models/stories260k")
 def test_greedy_from_bos_tells_the_story_transformers_tells():
-    import torch
+    torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
     from transformers import AutoModelForCausalLM
 
     model, hf_config = load_hf(STORIES)

@@ -52,7 +52,7 @@ def test_cluster_text_matches_authors_expression_on_alpaca():
 
 def _write_tiny_st_dir(path, pooling=None):
     """A sentence-transformers-style directory with a tiny random BERT and a WordPiece tokenizer."""
-    import torch
+    torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel
@@ -88,7 +88,7 @@ def _write_tiny_st_dir(path, pooling=None):
 
 def _torch_reference(model, tokenizer_path, texts, max_len, pooling="mean"):
     """transformers' BertModel + numpy pooling and normalization, tokenized by `tokenizers` itself."""
-    import torch
+    torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
@@ -189,7 +189,7 @@ def _check_against_sentence_transformers(n, batch_size):
         pytest.skip("sentence-transformers not installed (test-only reference)")
     if not os.path.exists(ALPACA):
         pytest.skip(f"{ALPACA} not found")
-    import torch
+    torch = pytest.importorskip("torch", reason="the reference is transformers' PyTorch model")
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(2)

@@ -96,7 +96,7 @@ class DataConfig:
     test_source: str = ""  # held-out split; empty = carve test_size records from source
     test_size: int = 200
     template: str = "alpaca"
-    max_len: int = 96
+    max_len: int = 128  # the embedded default's longest record is ~110 whole-word tokens
     # When prompt + response exceed max_len: keep_response (shorten input, then
     # instruction), drop (count and skip the sample), or official (the
     # authors' cut at max_len, which can lose the whole response).

@@ -28,16 +28,9 @@ Every point shards FSDP-style over all its devices (mesh.shape (1, -1, 1)).
 import os
 
 from launch.axes import product
+from launch.sweeps.paper_common import DATA, SEEDS, SIZES, model
 
 CONFIG = "configs/paper_opt_alpaca.py"
-MODELS = os.environ.get("LPJAX_MODELS", "checkpoints")
-DATA = os.environ.get("LPJAX_DATA", "data")
-SEEDS = [42, 43, 44]
-SIZES = [1.0, 3.0, 5.0, 10.0, 25.0, 33.0]
-
-
-def model(name: str) -> str:
-    return os.path.join(MODELS, name)
 
 
 def sweep() -> list[dict]:

@@ -2,6 +2,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 
 # Meshes in tests run on 8 virtual CPU devices; this must precede importing jax.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -15,3 +16,14 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
+
+
+def wait_for_committed_checkpoint(proc, ckpt: str, timeout: float) -> None:
+    """Wait until an Orbax step under ``ckpt`` is committed (or ``proc`` ends,
+    or ``timeout`` seconds pass): the moment to kill a run mid-training."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        steps = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit()]
+        if any(os.path.exists(os.path.join(ckpt, d, "commit_success.txt")) for d in steps):
+            return
+        time.sleep(0.05)

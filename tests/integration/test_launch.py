@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from lpjax.data.formats import fingerprint, load_records
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for_committed_checkpoint
 from lpjax.selection.metrics import lp_app
 
 
@@ -111,12 +110,7 @@ def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XLA_FLAGS": ""},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = os.path.join(w, "probe", "ckpt")
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        steps = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit()]
-        if any(os.path.exists(os.path.join(ckpt, d, "commit_success.txt")) for d in steps):
-            break
-        time.sleep(0.05)
+    wait_for_committed_checkpoint(proc, ckpt, 300)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not json.load(open(os.path.join(w, "probe", "stage.json")))["done"]  # killed inside the probe

@@ -10,11 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for_committed_checkpoint
 
 SWEEP = os.path.join(REPO, "tests", "integration", "sweeps", "tiny.py")
 NAMES = ["seed=1__percent=25", "seed=1__percent=50", "seed=2__percent=25"]
@@ -99,12 +98,7 @@ def test_killed_sweep_reruns_to_the_uninterrupted_outputs(uninterrupted, tmp_pat
     # Kill the sweep and its running point (one process group) once the
     # second point's target has a committed checkpoint: mid-training.
     ckpt = os.path.join(runs, "points", NAMES[1], "target", "lp_app", "ckpt")
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        steps = [d for d in (os.listdir(ckpt) if os.path.isdir(ckpt) else []) if d.isdigit()]
-        if any(os.path.exists(os.path.join(ckpt, d, "commit_success.txt")) for d in steps):
-            break
-        time.sleep(0.05)
+    wait_for_committed_checkpoint(proc, ckpt, 600)
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

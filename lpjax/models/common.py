@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 # A layer's KV cache: (keys, values), each [B, S, kv_heads, head_dim]; slot s
@@ -48,6 +49,27 @@ def activation(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"unsupported activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[name]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def gated(act, gate: jax.Array, up: jax.Array) -> jax.Array:
+    """act(gate) * up (SwiGLU and kin), keeping only gate and up for the
+    backward pass: autodiff also keeps act(gate) and its derivative's
+    pieces, [tokens, intermediate] each, in every layer until the backward."""
+    return act(gate) * up
+
+
+def _gated_fwd(act, gate, up):
+    return act(gate) * up, (gate, up)
+
+
+def _gated_bwd(act, res, d_out):
+    gate, up = res
+    a, act_vjp = jax.vjp(act, gate)
+    return act_vjp(d_out * up)[0], d_out * a
+
+
+gated.defvjp(_gated_fwd, _gated_bwd)
 
 
 def normal_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float) -> nnx.Param:
@@ -96,18 +118,57 @@ class LayerNorm(nnx.Module):
         return y if self.keep_fp32 else y.astype(x.dtype)
 
 
+def _scores(q: jax.Array, k: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """q [B,T,KV,G,D], k [B,S,KV,D] -> masked fp32 scores [B,KV,G,T,S]."""
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+    return jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _grouped_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    probs = jax.nn.softmax(_scores(q, k, mask, scale), axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgts,bskd->btkgd", probs, v)
+
+
+def _grouped_attention_fwd(q, k, v, mask, scale):
+    scores = _scores(q, k, mask, scale)
+    lse = jax.nn.logsumexp(scores, axis=-1, keepdims=True)
+    out = jnp.einsum("bkgts,bskd->btkgd", jnp.exp(scores - lse).astype(v.dtype), v)
+    return out, (q, k, v, mask, out, lse)
+
+
+def _grouped_attention_bwd(scale, res, d_out):
+    # FlashAttention's backward: the probabilities are recomputed from the
+    # saved log-sum-exp instead of kept from the forward pass. Autodiff would
+    # keep three [B, heads, T, T] tensors per layer until the backward (the
+    # scores, the probabilities and the broadcast mask: 1.9 GB of SmolLM2's
+    # 5.4 GB at batch 8 x 272 tokens); this keeps none.
+    q, k, v, mask, out, lse = res
+    probs = jnp.exp(_scores(q, k, mask, scale) - lse)
+    d_out32 = d_out.astype(jnp.float32)
+    d_v = jnp.einsum("bkgts,btkgd->bskd", probs.astype(v.dtype), d_out, preferred_element_type=jnp.float32)
+    d_probs = jnp.einsum("btkgd,bskd->bkgts", d_out, v, preferred_element_type=jnp.float32)
+    row = jnp.einsum("btkgd,btkgd->bkgt", d_out32, out.astype(jnp.float32))[..., None]
+    d_scores = (probs * (d_probs - row) * scale).astype(q.dtype)
+    d_q = jnp.einsum("bkgts,bskd->btkgd", d_scores, k, preferred_element_type=jnp.float32)
+    d_k = jnp.einsum("bkgts,btkgd->bskd", d_scores, q, preferred_element_type=jnp.float32)
+    return (d_q.astype(q.dtype), d_k.astype(k.dtype), d_v.astype(v.dtype),
+            np.zeros(mask.shape, jax.dtypes.float0))
+
+
+_grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
+
+
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
     """q [B,T,H,D], k/v [B,S,KV,D], mask [B,T,S] (True = may attend) -> [B,T,H*D].
 
     GQA groups query heads over their shared key/value head instead of
-    materializing repeated keys and values."""
+    materializing repeated keys and values. Every row attends to at least
+    itself, so no softmax row is empty."""
     b, t, h, d = q.shape
     kv = k.shape[2]
-    q = q.reshape(b, t, kv, h // kv, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h * d)
+    out = _grouped_attention(q.reshape(b, t, kv, h // kv, d), k, v, mask, scale)
+    return out.reshape(b, t, h * d)
 
 
 def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, cache: LayerCache | None,

@@ -108,5 +108,27 @@ def main(argv: list[str]) -> None:
     print(result["report"])
 
 
+def _reexec_with_huge_pages() -> None:
+    """Start again with glibc's malloc asking for transparent huge pages.
+
+    XLA:CPU takes each step's temporaries as one block (4 GB for a SmolLM2
+    train step of 8 x 272 tokens), which malloc maps fresh and the kernel
+    faults in 4 KiB at a time on every step: a third of the step went to
+    page faults. With huge pages the faults fall 30-fold (bench/train.py,
+    README "Benchmarks"). The tunable must be set before the process
+    starts, so the launcher re-executes itself once (same PID, same
+    arguments). LPJAX_HUGE_PAGES=0, or a GLIBC_TUNABLES that already names
+    the setting, leaves the process as it is."""
+    import platform
+
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if (sys.platform != "linux" or os.environ.get("LPJAX_HUGE_PAGES", "1") == "0"
+            or "glibc.malloc.hugetlb" in tunables or platform.libc_ver()[0] != "glibc"):
+        return
+    env = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"]))}
+    os.execve(sys.executable, sys.orig_argv, env)
+
+
 if __name__ == "__main__":
+    _reexec_with_huge_pages()
     app.run(main, flags_parser=_parse_flags)

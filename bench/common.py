@@ -61,6 +61,12 @@ def tolerance(args, fp32: float) -> float:
 def setup_threads(threads: int) -> list[int]:
     """Pin this process to `threads` CPUs and cap every thread pool at that
     (call before importing jax/torch). Returns the CPUs used."""
+    # The malloc setting `python -m lpjax.launch` runs with (huge pages for
+    # XLA:CPU's step temporaries), for both sides: torch's eager allocations
+    # gain from it too, so ratios here do not owe anything to it.
+    from lpjax.launch import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
     cpus = sorted(os.sched_getaffinity(0))[:threads]
     os.sched_setaffinity(0, cpus)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -96,6 +102,7 @@ def machine_info(threads: int) -> dict:
         "affinity": sorted(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "jax": jax.__version__,
         "torch": torch.__version__,
         "load_avg": os.getloadavg(),
@@ -311,7 +318,7 @@ def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
 def print_machine(info: dict, peak: dict) -> None:
     """The header every bench table is printed under."""
     print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
-          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}'); "
+          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}', GLIBC_TUNABLES '{info.get('glibc_tunables', '')}'); "
           f"jax {info['jax']}, torch {info['torch']}")
     print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
           f"{tuple(round(x, 1) for x in os.getloadavg())}")

@@ -108,7 +108,7 @@ def main(argv: list[str]) -> None:
     print(result["report"])
 
 
-def _reexec_with_huge_pages() -> None:
+def reexec_with_huge_pages() -> None:
     """Start again with glibc's malloc asking for transparent huge pages.
 
     XLA:CPU takes each step's temporaries as one block (4 GB for a SmolLM2
@@ -130,5 +130,5 @@ def _reexec_with_huge_pages() -> None:
 
 
 if __name__ == "__main__":
-    _reexec_with_huge_pages()
+    reexec_with_huge_pages()
     app.run(main, flags_parser=_parse_flags)

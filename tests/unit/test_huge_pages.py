@@ -1,5 +1,5 @@
 """The launcher re-executes itself once with glibc's huge-page tunable
-(lpjax.launch._reexec_with_huge_pages)."""
+(lpjax.launch.reexec_with_huge_pages)."""
 import os
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-CODE = ("import os; from lpjax import launch; launch._reexec_with_huge_pages(); "
+CODE = ("import os; from lpjax import launch; launch.reexec_with_huge_pages(); "
         "print(os.getpid(), os.environ.get('GLIBC_TUNABLES', ''))")
 
 

@@ -107,16 +107,17 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
     rows = []
     if probe is not None and "cost" in probe.summary:
         c = probe.summary["cost"]
-        rows.append(["selection: probe training", c["train_tokens"], "", c["train_seconds"], ""])
-        rows.append(["selection: probe scoring", c["score_tokens"], "", c["score_seconds"], ""])
+        rows.append(["selection: probe training", c["train_tokens"], "", c["train_seconds"], "", ""])
+        rows.append(["selection: probe scoring", c["score_tokens"], "", c["score_seconds"], "", ""])
         rows.append(["selection, total", c["train_tokens"] + c["score_tokens"], _flops(c["flops"]),
-                     c["train_seconds"] + c["score_seconds"], ""])
+                     c["train_seconds"] + c["score_seconds"], c.get("compile_seconds", ""), ""])
     for name, t in targets.items():
         c = t.summary.get("cost")
         if c:
             quality = results[name]["exact_match"] if name in results else ""
-            rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"], quality])
-    lines += _table(["step", "tokens", "FLOPs", "seconds", "exact match"], rows)
+            rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"],
+                         c.get("compile_seconds", ""), quality])
+    lines += _table(["step", "tokens", "FLOPs", "seconds", "of which compiling s", "exact match"], rows)
     full = targets.get("full")
     chosen = targets.get(metric)
     if full is not None and chosen is not None and probe is not None and "cost" in probe.summary:

@@ -11,6 +11,7 @@ import time
 
 from flax import nnx
 
+from lpjax.aot import compile_stats
 from lpjax.models import hf
 from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
 from lpjax.training.checkpoint import save_params
@@ -25,7 +26,7 @@ def run(ctx: StageContext) -> dict:
     tok, model = side_model(t, data, ctx.inputs["base"], cfg.seed)
     records = read_split(data, "train")
     examples = [ex for ex in encode(cfg.data, tok, [records[i] for i in ctx.params["indices"]]) if not ex.dropped]
-    t0 = time.time()
+    t0, compiled_before = time.time(), compile_stats()
     params = train(model, examples, t.train, os.path.join(ctx.out, "ckpt"), cfg.seed, log_metrics=ctx.log_metrics,
                    name=f"target[{ctx.params['subset']}]", mesh=make_mesh(cfg.mesh))
     seconds = time.time() - t0
@@ -34,8 +35,9 @@ def run(ctx: StageContext) -> dict:
         nnx.update(model, params)
         hf.save_hf(model, os.path.join(ctx.out, "hf"), tok)
     tokens = sum(len(ex.ids) for ex in examples) * t.train.epochs
-    return {"num_train": len(examples), "cost": {"tokens": tokens, "seconds": seconds,
-                                                 "flops": train_flops(model, tokens)}}
+    return {"num_train": len(examples), "cost": {
+        "tokens": tokens, "seconds": seconds, "compile_seconds": round(compile_stats().since(compiled_before).seconds, 1),
+        "flops": train_flops(model, tokens)}}
 
 
 STAGE = Stage("target", run, reads=("seed", "target", *ENCODE), needs=("data", "base"), runtime=("mesh",))

@@ -82,15 +82,15 @@ def _params(path):
 
 
 def _without_timings(report):
-    """report.md with its wall-clock figures blanked: the seconds column of
-    the cost table and the base's pretraining time."""
+    """report.md with its wall-clock figures blanked: the seconds and
+    compiling columns of the cost table and the base's pretraining time."""
     out, in_cost = [], False
     for line in report.splitlines():
         if line.startswith("## "):
             in_cost = line.startswith("## Cost")
         if in_cost and line.startswith("|") and not line.startswith("|---"):
             cells = line.split("|")
-            cells[4] = " - "  # | step | tokens | FLOPs | seconds | exact match |
+            cells[4] = cells[5] = " - "  # | step | tokens | FLOPs | seconds | of which compiling s | exact match |
             line = "|".join(cells)
         out.append(re.sub(r"FLOPs, [\d.]+ s\)", "FLOPs, - s)", line))
     return "\n".join(out)

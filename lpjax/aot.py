@@ -18,20 +18,27 @@ from absl import logging
 
 @dataclasses.dataclass
 class CompileStats:
-    """Compiles of this process's steps: how many, the seconds spent lowering
-    and compiling them (or loading them from the persistent cache), and how
-    many came from that cache."""
+    """Compiles of this process's steps: how many, the seconds XLA spent
+    compiling them (or loading them from the persistent cache), the seconds
+    spent tracing and lowering them to StableHLO before that (Python work
+    that no cache saves), and how many came from the cache."""
 
     compiles: int = 0
     seconds: float = 0.0
+    trace_seconds: float = 0.0
     cache_hits: int = 0
 
+    @property
+    def total_seconds(self) -> float:
+        return self.seconds + self.trace_seconds
+
     def as_dict(self) -> dict:
-        return {"compiles": self.compiles, "compile_s": round(self.seconds, 3), "compile_cache_hits": self.cache_hits}
+        return {"compiles": self.compiles, "compile_s": round(self.seconds, 3),
+                "trace_s": round(self.trace_seconds, 3), "compile_cache_hits": self.cache_hits}
 
     def since(self, earlier: "CompileStats") -> "CompileStats":
         return CompileStats(self.compiles - earlier.compiles, self.seconds - earlier.seconds,
-                            self.cache_hits - earlier.cache_hits)
+                            self.trace_seconds - earlier.trace_seconds, self.cache_hits - earlier.cache_hits)
 
 
 STATS = CompileStats()
@@ -88,9 +95,10 @@ class AotFunction:
         log_compiled_memory(compiled, f"{self._name} {shape}")
         return compiled
 
-    def _count(self, compiles: int, seconds: float) -> None:
+    def _count(self, compiles: int, trace_seconds: float, seconds: float) -> None:
         with _LOCK:
             STATS.compiles += compiles
+            STATS.trace_seconds += trace_seconds
             STATS.seconds += seconds
 
     def precompile(self, arg_lists: list[tuple], workers: int | None = None) -> None:
@@ -109,11 +117,12 @@ class AotFunction:
         t0 = time.perf_counter()
         with _oom_as_memory_error(self._name, "several"):
             lowered = {key: (self._jitted.lower(*args), tuple(args[-1]["tokens"].shape)) for key, args in todo.items()}
+            t1 = time.perf_counter()
             workers = max(1, min(len(lowered), workers or min(os.cpu_count() or 1, 8)))
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 futures = {key: pool.submit(self._compile, low, shape) for key, (low, shape) in lowered.items()}
                 self._compiled.update({key: f.result() for key, f in futures.items()})
-        self._count(len(todo), time.perf_counter() - t0)
+        self._count(len(todo), t1 - t0, time.perf_counter() - t1)
 
     def __call__(self, *args):
         batch = args[-1]
@@ -122,8 +131,10 @@ class AotFunction:
         with _oom_as_memory_error(self._name, shape):
             if key not in self._compiled:
                 t0 = time.perf_counter()
-                self._compiled[key] = self._compile(self._jitted.lower(*args), shape)
-                self._count(1, time.perf_counter() - t0)
+                lowered = self._jitted.lower(*args)
+                t1 = time.perf_counter()
+                self._compiled[key] = self._compile(lowered, shape)
+                self._count(1, t1 - t0, time.perf_counter() - t1)
             return self._compiled[key](*args)
 
 

@@ -85,7 +85,7 @@ def run(ctx: StageContext) -> dict:
             "score_tokens": score_tokens, "score_seconds": scoring["seconds"],
             # Training, scoring and measuring the scoring budget compile; a
             # rerun with a warm compilation cache (lpjax.tuning) mostly loads.
-            "compile_seconds": round(compile_stats().since(compiled_before_stage).seconds, 1),
+            "compile_seconds": round(compile_stats().since(compiled_before_stage).total_seconds, 1),
             "flops": train_flops(model, train_tokens) + forward_flops(model, score_tokens)}
     lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]
     return {"num_scored": len(examples), "score_geometry": geometry, "truncation": tokenize.truncation_stats(examples),

@@ -35,9 +35,10 @@ def run(ctx: StageContext) -> dict:
         nnx.update(model, params)
         hf.save_hf(model, os.path.join(ctx.out, "hf"), tok)
     tokens = sum(len(ex.ids) for ex in examples) * t.train.epochs
-    return {"num_train": len(examples), "cost": {
-        "tokens": tokens, "seconds": seconds, "compile_seconds": round(compile_stats().since(compiled_before).seconds, 1),
-        "flops": train_flops(model, tokens)}}
+    compiling = compile_stats().since(compiled_before).total_seconds
+    return {"num_train": len(examples), "cost": {"tokens": tokens, "seconds": seconds,
+                                                 "compile_seconds": round(compiling, 1),
+                                                 "flops": train_flops(model, tokens)}}
 
 
 STAGE = Stage("target", run, reads=("seed", "target", *ENCODE), needs=("data", "base"), runtime=("mesh",))

@@ -1,6 +1,7 @@
 """The persistent compilation cache: a second run with the same shapes loads
-its compiled steps instead of compiling them, computes the same scores bit
-for bit, and both runs report their compile seconds in metrics.jsonl."""
+its compiled steps instead of compiling them (in under a tenth of the
+first run's compile seconds), computes the same scores bit for bit, and
+both runs report their compile and trace seconds in metrics.jsonl."""
 import json
 import os
 import subprocess
@@ -35,9 +36,13 @@ def test_second_run_loads_compiled_steps_and_scores_the_same(tmp_path):
         scoring = [m for m in metrics if m["stage"] == "probe_score"]
         train = [m for m in metrics if m["stage"] == "probe" and "compile_s" in m][-1]
         assert all(m["compiles"] >= 1 and m["compile_s"] > 0 for m in scoring[:1])
-        return (sum(m["compile_s"] for m in scoring) + train["compile_s"],
-                sum(m["compile_cache_hits"] for m in scoring) + train["compile_cache_hits"])
+        records = scoring + [train]
+        return (sum(m["compile_s"] for m in records), sum(m["trace_s"] for m in records),
+                sum(m["compile_cache_hits"] for m in records))
 
-    (s1, hits1), (s2, hits2) = compile_totals(first), compile_totals(second)
+    (compile1, trace1, hits1), (compile2, trace2, hits2) = compile_totals(first), compile_totals(second)
     assert hits2 > hits1  # the second run's steps came from the cache
-    assert s2 < s1, (s1, s2)
+    # XLA's part (compiling, or loading from the cache) falls more than
+    # tenfold; tracing and lowering, which no cache saves, stay.
+    assert compile2 < compile1 / 10, (compile1, compile2)
+    assert compile2 + trace2 < compile1 + trace1, (compile1, trace1, compile2, trace2)

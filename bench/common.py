@@ -318,7 +318,8 @@ def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
 def print_machine(info: dict, peak: dict) -> None:
     """The header every bench table is printed under."""
     print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
-          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}', GLIBC_TUNABLES '{info.get('glibc_tunables', '')}'); "
+          f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}', "
+          f"GLIBC_TUNABLES '{info.get('glibc_tunables', '')}'); "
           f"jax {info['jax']}, torch {info['torch']}")
     print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
           f"{tuple(round(x, 1) for x in os.getloadavg())}")

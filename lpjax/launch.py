@@ -111,11 +111,11 @@ def main(argv: list[str]) -> None:
 def reexec_with_huge_pages() -> None:
     """Start again with glibc's malloc asking for transparent huge pages.
 
-    XLA:CPU takes each step's temporaries as one block (4 GB for a SmolLM2
+    XLA:CPU takes each step's temporaries as one block (4 GiB for a SmolLM2
     train step of 8 x 272 tokens), which malloc maps fresh and the kernel
-    faults in 4 KiB at a time on every step: a third of the step went to
-    page faults. With huge pages the faults fall 30-fold (bench/train.py,
-    README "Benchmarks"). The tunable must be set before the process
+    faults in 4 KiB at a time on every step: over a third of the step was
+    system time. With huge pages the faults fall 30-fold and the step takes
+    a fifth less (README "Benchmarks"). The tunable must be set before the process
     starts, so the launcher re-executes itself once (same PID, same
     arguments). LPJAX_HUGE_PAGES=0, or a GLIBC_TUNABLES that already names
     the setting, leaves the process as it is."""

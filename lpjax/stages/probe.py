@@ -28,7 +28,6 @@ from lpjax.workdir import Stage, StageContext
 def run(ctx: StageContext) -> dict:
     cfg, data = ctx.cfg, ctx.inputs["data"]
     p = cfg.probe
-    compiled_before_stage = compile_stats()
     tok, model = side_model(p, data, ctx.inputs["base"], cfg.seed)
     records = read_split(data, "train")
     examples = encode(cfg.data, tok, records)
@@ -71,7 +70,7 @@ def run(ctx: StageContext) -> dict:
             ctx.log_metrics({"stage": "probe_score", "pass": name, "epoch": epoch, "mean_ppl": float(ppl.mean()),
                              "seconds": time.time() - t0, **compile_stats().since(compiled_before).as_dict()})
 
-    t0 = time.time()
+    t0, compiled_before_stage = time.time(), compile_stats()
     score_epoch(0, params0)
     train(model, examples, p.train, os.path.join(ctx.out, "ckpt"), cfg.seed, on_epoch_end=score_epoch,
           log_metrics=ctx.log_metrics, name="probe", mesh=mesh)
@@ -83,8 +82,8 @@ def run(ctx: StageContext) -> dict:
     score_tokens = (p.train.epochs + 1) * sum(len(ex.ids) for ex_list in passes.values() for ex in ex_list)
     cost = {"train_tokens": train_tokens, "train_seconds": time.time() - t0 - scoring["seconds"],
             "score_tokens": score_tokens, "score_seconds": scoring["seconds"],
-            # Training, scoring and measuring the scoring budget compile; a
-            # rerun with a warm compilation cache (lpjax.tuning) mostly loads.
+            # Of those seconds, compiling and tracing (a rerun with a warm
+            # compilation cache, lpjax.tuning, mostly loads instead).
             "compile_seconds": round(compile_stats().since(compiled_before_stage).total_seconds, 1),
             "flops": train_flops(model, train_tokens) + forward_flops(model, score_tokens)}
     lost = [i for i, ex in enumerate(examples) if tokenize.response_lost(ex)]

@@ -21,7 +21,7 @@ Checkpoints from $LPJAX_MODELS/<name>, data from $LPJAX_DATA/databricks-dolly-15
 import os
 
 from launch.axes import product
-from launch.sweeps.paper_common import DATA, SEEDS, SIZES, model
+from launch.sweeps.paper_common import DATA, metric_grids, model
 
 CONFIG = "configs/paper_opt_alpaca.py"
 
@@ -30,14 +30,8 @@ def sweep() -> list[dict]:
     common = product({"data.source": [os.path.join(DATA, "databricks-dolly-15k.jsonl")]},
                      {"data.format": ["dolly"]}, {"data.test_size": [500]}, {"evaluate.enabled": [True]},
                      {"probe.score_response_only": [True]}, {"mesh.shape": [(1, -1, 1)]})
-    main = product(common, {"probe.model": [model("llama-2-7b")]}, {"target.model": [model("llama-2-13b")]},
-                   {"seed": SEEDS}, {"select.metric": ["lp1", "lp_app", "p0", "ifd"]}, {"select.percent": SIZES},
-                   {"select.part": ["low"]})
-    chunks = product(common, {"probe.model": [model("llama-2-7b")]}, {"target.model": [model("llama-2-13b")]},
-                     {"seed": SEEDS}, {"select.metric": ["lp1", "lp_app"]}, {"select.percent": [33.0]},
-                     {"select.part": ["low", "mid", "high"]})
     sizes = product(common, {"probe.model": [model("llama-2-7b"), model("llama-2-13b")]},
                     {"target.model": [model("llama-2-7b"), model("llama-2-13b")]},
                     {"seed": [42]}, {"select.metric": ["lp_app"]}, {"select.percent": [10.0]},
                     {"select.part": ["low"]})
-    return main + chunks + sizes
+    return metric_grids(common, "llama-2-7b", "llama-2-13b") + sizes

@@ -28,7 +28,7 @@ Every point shards FSDP-style over all its devices (mesh.shape (1, -1, 1)).
 import os
 
 from launch.axes import product
-from launch.sweeps.paper_common import DATA, SEEDS, SIZES, model
+from launch.sweeps.paper_common import DATA, metric_grids, model
 
 CONFIG = "configs/paper_opt_alpaca.py"
 
@@ -37,15 +37,9 @@ def sweep() -> list[dict]:
     common = product({"data.source": [os.path.join(DATA, "alpaca_data.json")]}, {"data.test_size": [500]},
                      {"evaluate.enabled": [True]}, {"probe.score_response_only": [True]},
                      {"mesh.shape": [(1, -1, 1)]})
-    main = product(common, {"probe.model": [model("opt-350m")]}, {"target.model": [model("opt-13b")]},
-                   {"seed": SEEDS}, {"select.metric": ["lp1", "lp_app", "p0", "ifd"]}, {"select.percent": SIZES},
-                   {"select.part": ["low"]})
-    chunks = product(common, {"probe.model": [model("opt-350m")]}, {"target.model": [model("opt-13b")]},
-                     {"seed": SEEDS}, {"select.metric": ["lp1", "lp_app"]}, {"select.percent": [33.0]},
-                     {"select.part": ["low", "mid", "high"]})
     sizes = product(common, {"probe.model": [model(m) for m in ("opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b",
                                                                 "opt-13b")]},
                     {"target.model": [model(m) for m in ("opt-1.3b", "opt-6.7b", "opt-13b")]},
                     {"seed": [42]}, {"select.metric": ["lp_app"]}, {"select.percent": [10.0]},
                     {"select.part": ["low"]})
-    return main + chunks + sizes
+    return metric_grids(common, "opt-350m", "opt-13b") + sizes

@@ -24,6 +24,7 @@ def get_config(variant: str | None = None) -> Config:
     cfg.select.scores_from = "files"
     cfg.select.metric = "lp_app"
     cfg.select.percent = 1.0
-    cfg.select.baselines = ("random",)
+    # No target is tuned here: the baselines are subsets to compare and export.
+    cfg.select.baselines = ("random", "random_tokens", "longest")
     cfg.target.enabled = cfg.evaluate.enabled = False
     return apply_variant(cfg, variant)

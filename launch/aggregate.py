@@ -21,20 +21,29 @@ from collections.abc import Iterable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from launch.collect import COLUMNS, collect  # noqa: E402
+from launch.collect import BASELINES, collect, columns  # noqa: E402
 from launch.stats import Summary, paired, summarize  # noqa: E402
 
-MEASURES = (("exact_match", "held-out exact match", "higher is better"),
-            ("loss", "held-out response loss", "lower is better"))
-BASELINE_ORDER = ("clust_rand", "random", "full")
+BASELINE_ORDER = ("clust_rand", "random", "random_tokens", "longest", "full")
 
 
 # ---------------------------------------------------------------- grouping (pure)
 
-def panels(rows: Sequence[dict]) -> list[tuple[str, str, str]]:
-    """(data, target, probe) of every selection setting; baselines join each."""
-    return sorted({(r["data"], r["target"], r["probe"]) for r in rows if r["probe"] != "-"}) or \
-        sorted({(r["data"], r["target"], "-") for r in rows})
+def measures(rows: Sequence[dict]) -> list[tuple[str, str, str]]:
+    """(column, name, which way is better) of every quality measure the rows
+    hold: exact match where answers were generated, the held-out response
+    loss, and each reference set's response loss."""
+    out = [("exact_match", "held-out exact match", "higher is better")] \
+        if any(r.get("exact_match", "") != "" for r in rows) else []
+    out.append(("loss", "held-out response loss", "lower is better"))
+    refs = sorted({k for r in rows for k in r if k.startswith("loss:")})
+    return out + [(k, f"{k[5:]} reference response loss", "lower is better") for k in refs]
+
+
+def panels(rows: Sequence[dict]) -> list[tuple[str, str, str, str]]:
+    """(setting, data, target, probe) of every selection setting; baselines join each."""
+    return sorted({(r["setting"], r["data"], r["target"], r["probe"]) for r in rows if r["probe"] != "-"}) or \
+        sorted({(r["setting"], r["data"], r["target"], "-") for r in rows})
 
 
 def method_label(row: dict, rows: Sequence[dict]) -> str:
@@ -49,17 +58,35 @@ def method_label(row: dict, rows: Sequence[dict]) -> str:
     return label
 
 
-def panel_rows(rows: Sequence[dict], panel: tuple[str, str, str]) -> list[dict]:
-    data, target, probe = panel
-    return [r for r in rows if r["data"] == data and r["target"] == target and r["probe"] in (probe, "-")]
+def panel_rows(rows: Sequence[dict], panel: tuple[str, str, str, str]) -> list[dict]:
+    setting, data, target, probe = panel
+    return [r for r in rows if r["setting"] == setting and r["data"] == data and r["target"] == target
+            and r["probe"] in (probe, "-")]
 
 
 def by_seed(rows: Iterable[dict], measure: str) -> dict[tuple[str, float], dict[int, float]]:
-    """{(label, percent): {seed: value}}; labels from method_label over ``rows``."""
+    """{(label, percent): {seed: value}}; labels from method_label over
+    ``rows``; rows without the measure (no answers generated) left out."""
     rows = list(rows)
     out: dict[tuple[str, float], dict[int, float]] = collections.defaultdict(dict)
     for r in rows:
-        out[(method_label(r, rows), r["percent"])][r["seed"]] = float(r[measure])
+        if r.get(measure, "") != "":
+            out[(method_label(r, rows), r["percent"])][r["seed"]] = float(r[measure])
+    return out
+
+
+def against_baselines(rows: Sequence[dict], measure: str) -> list[tuple[str, float, str, Summary]]:
+    """(selection label, percent, baseline, paired selection - baseline over
+    seeds) for every baseline of the selection's size in ``rows`` (one
+    panel): the comparison a selection method has to win."""
+    cells = by_seed(rows, measure)
+    out = []
+    for (label, pct), values in sorted(cells.items()):
+        if label.split()[0] in BASELINES:
+            continue
+        for baseline in BASELINE_ORDER[:-1]:
+            if (baseline, pct) in cells:
+                out.append((label, pct, baseline, paired(values, cells[(baseline, pct)])))
     return out
 
 
@@ -79,7 +106,7 @@ def lp_vs_lp_app(rows: Sequence[dict], measure: str) -> list[tuple[str, float, S
     """(LP metric, percent, paired LP_app - LP(i) over seeds) where both ran
     on the same data, probe, target, chunk, size and seed."""
     def key(r):
-        return (r["data"], r["probe"], r["target"], r["part"], r["percent"])
+        return (r["setting"], r["data"], r["probe"], r["target"], r["part"], r["percent"])
 
     lp_app = {(key(r), r["seed"]): float(r[measure]) for r in rows if r["method"] == "lp_app"}
     out = []
@@ -96,19 +123,20 @@ def lp_vs_lp_app(rows: Sequence[dict], measure: str) -> list[tuple[str, float, S
 def cost_rows(rows: Sequence[dict]) -> list[list]:
     """Per selection setting and size: selection FLOPs, tuning FLOPs, and
     their sum as a fraction of tuning on the full data (same seed)."""
-    full = {(r["data"], r["target"], r["seed"]): r["tuning_flops"] for r in rows if r["method"] == "full"}
+    full = {(r["setting"], r["data"], r["target"], r["seed"]): r["tuning_flops"] for r in rows
+            if r["method"] == "full"}
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in rows:
         if r["method"] != "full":
-            groups[(r["data"], r["target"], r["probe"], method_label(r, rows), r["percent"])].append(r)
+            groups[(r["setting"], r["data"], r["target"], r["probe"], method_label(r, rows), r["percent"])].append(r)
     out = []
-    for (data, target, probe, label, pct), rs in sorted(groups.items()):
+    for (setting, data, target, probe, label, pct), rs in sorted(groups.items()):
         sel = summarize([r["selection_flops"] for r in rs]).mean
         tune = summarize([r["tuning_flops"] for r in rs]).mean
-        fractions = [(r["selection_flops"] + r["tuning_flops"]) / full[(data, target, r["seed"])]
-                     for r in rs if full.get((data, target, r["seed"]))]
+        fractions = [(r["selection_flops"] + r["tuning_flops"]) / full[(setting, data, target, r["seed"])]
+                     for r in rs if full.get((setting, data, target, r["seed"]))]
         secs = summarize([r["selection_seconds"] + r["tuning_seconds"] for r in rs]).mean
-        out.append([label, probe, target, f"{pct:g}", _flops(sel),
+        out.append([label if setting == "-" else f"{label} ({setting})", probe, target, f"{pct:g}", _flops(sel),
                     _flops(tune), f"{summarize(fractions).mean:.1%}" if fractions else "", f"{secs:.0f}"])
     return out
 
@@ -126,10 +154,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        names = columns(rows)
+        w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r[k] for k in COLUMNS})
+            w.writerow({k: r.get(k, "") for k in names})
 
 
 def quality_figure(rows: Sequence[dict], title: str, path: str) -> None:
@@ -142,8 +171,10 @@ def quality_figure(rows: Sequence[dict], title: str, path: str) -> None:
 
     from lpjax import atomic
 
-    fig, axes = plt.subplots(1, len(MEASURES), figsize=(5.5 * len(MEASURES), 4))
-    for ax, (measure, name, better) in zip(axes, MEASURES):
+    shown = measures(rows)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
+    axes = axes[0]
+    for ax, (measure, name, better) in zip(axes, shown):
         labels, percents, table = quality_table(rows, measure)
         for label in labels:
             pts = sorted(table[label].items())
@@ -185,9 +216,10 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
         lines += [f"Not finished, left out: {', '.join(os.path.basename(w) for w in unfinished)}.", ""]
     lines += ["## Target quality against subset size", ""]
     for i, panel in enumerate(panels(rows)):
-        data, target, probe = panel
+        setting, data, target, probe = panel
         prow = panel_rows(rows, panel)
-        title = f"data `{data}`, target `{target}`" + (f", probe `{probe}`" if probe != "-" else "")
+        title = (f"`{setting}`: " if setting != "-" else "") + f"data `{data}`, target `{target}`" \
+            + (f", probe `{probe}`" if probe != "-" else "")
         lines += [f"### {title}", ""]
         sizes = collections.defaultdict(set)
         for r in prow:
@@ -197,22 +229,31 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
         fig = f"quality_{i}.png"
         quality_figure(prow, title.replace("`", ""), os.path.join(out, fig))
         lines += [f"![quality against subset size]({fig})", ""]
-        for measure, name, better in MEASURES:
+        for measure, name, better in measures(prow):
             labels, percents, table = quality_table(prow, measure)
             lines += [f"{name.capitalize()} ({better}):", ""]
             lines += _table(["method"] + [f"{p:g} %" for p in percents],
                             [[label] + [table[label][p].text() if p in table[label] else "" for p in percents]
                              for label in labels])
             lines += [""]
+        paired_rows = {m: against_baselines(prow, m) for m, _, _ in measures(prow)}
+        first = next(iter(paired_rows.values()))
+        if first:
+            lines += ["The selection minus each baseline of its size, paired by seed (for a loss, below zero "
+                      "means the selection did better; for exact match, above zero):", ""]
+            lines += _table(["method", "size", "baseline"] + [name for _, name, _ in measures(prow)],
+                            [[label, f"{pct:g} %", base] + [paired_rows[m][j][3].text() for m in paired_rows]
+                             for j, (label, pct, base, _) in enumerate(first)]) + [""]
 
-    diffs = {m: lp_vs_lp_app(rows, m) for m, _, _ in MEASURES}
+    shown = measures(rows)
+    diffs = {m: lp_vs_lp_app(rows, m) for m, _, _ in shown}
     if any(diffs.values()):
         lines += ["## LP(i) against LP_app", "",
                   "LP_app minus LP(i), paired by seed (same probe run, size and seed):", ""]
-        table_rows = [[metric, f"{pct:g} %", s.text()] + [next(d.text() for mm, pp, d in diffs["loss"]
-                                                              if mm == metric and pp == pct)]
-                      for metric, pct, s in diffs["exact_match"]]
-        lines += _table(["LP", "size", "exact match difference", "loss difference"], table_rows) + [""]
+        first = diffs[shown[0][0]]
+        table_rows = [[metric, f"{pct:g} %"] + [diffs[m][j][2].text() for m, _, _ in shown]
+                      for j, (metric, pct, _) in enumerate(first)]
+        lines += _table(["LP", "size"] + [f"{name} difference" for _, name, _ in shown], table_rows) + [""]
 
     selection = [r for r in rows if r["probe"] != "-"]
     parts = sorted({r["part"] for r in selection})
@@ -220,10 +261,11 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
     if len(parts) > 1:
         lines += ["Per-cluster chunks of each metric (low = hard, mid, high = easy); the tables above show each "
                   "chunk as its own method.", ""]
-        for measure, name, _ in MEASURES:
+        for measure, name, _ in measures(selection):
             cells = collections.defaultdict(list)
             for r in selection:
-                cells[(r["method"], r["percent"], r["part"])].append(float(r[measure]))
+                if r.get(measure, "") != "":
+                    cells[(r["method"], r["percent"], r["part"])].append(float(r[measure]))
             lines += [f"{name.capitalize()}:", ""]
             lines += _table(["metric", "size"] + parts,
                             [[m, f"{p:g} %"] + [summarize(cells.get((m, p, part), [])).text() for part in parts]
@@ -235,10 +277,11 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
     probes, targets = sorted({r["probe"] for r in selection}), sorted({r["target"] for r in selection})
     lines += ["## Probe size against target size", ""]
     if len(probes) > 1 or len(targets) > 1:
-        lines += ["Exact match of each probe's selection on each target, by size (mean over seeds):", ""]
+        measure, name, _ = measures(selection)[0]
+        lines += [f"{name.capitalize()} of each probe's selection on each target, by size (mean over seeds):", ""]
         cells = collections.defaultdict(list)
         for r in selection:
-            cells[(r["probe"], r["method"], r["percent"], r["target"])].append(float(r["exact_match"]))
+            cells[(r["probe"], r["method"], r["percent"], r["target"])].append(float(r[measure]))
         keys = sorted({(p, m, pct) for p, m, pct, _ in cells})
         lines += _table(["probe", "metric", "size"] + targets,
                         [[p, m, f"{pct:g} %"] + [summarize(cells.get((p, m, pct, t), [])).text() for t in targets]

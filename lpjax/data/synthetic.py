@@ -158,9 +158,8 @@ def _record(rng: np.random.Generator, family: str) -> dict:
     }
 
 
-def _sample(rng: np.random.Generator, n: int, exclude: set[tuple[str, str]]) -> list[dict]:
+def _sample(rng: np.random.Generator, n: int, exclude: set[tuple[str, str]], families: list[str]) -> list[dict]:
     # Equal counts per family (up to one), in shuffled order.
-    families = list(TASK_FAMILIES)
     order = np.resize(np.arange(len(families)), n)
     rng.shuffle(order)
     records = []
@@ -184,13 +183,30 @@ def _corrupt(rng: np.random.Generator, record: dict) -> dict:
     raise ValueError(f"cannot draw a wrong answer for {record!r}")
 
 
+def select_families(families: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """The families to generate, in TASK_FAMILIES order: ``families``, or all
+    nine when it is None or empty. An unknown or repeated name raises ValueError."""
+    if not families:
+        return list(TASK_FAMILIES)
+    unknown = [f for f in families if f not in TASK_FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; expected some of {', '.join(TASK_FAMILIES)}")
+    if len(set(families)) != len(families):
+        raise ValueError(f"task families named twice: {tuple(families)}")
+    return [f for f in TASK_FAMILIES if f in families]
+
+
 def generate(
-    num_train: int, num_test: int, noise_fraction: float, seed: int
+    num_train: int, num_test: int, noise_fraction: float, seed: int,
+    families: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """``(train, test)`` records with ``kind``, ``difficulty`` and ``noisy`` metadata.
 
-    Exactly ``round(noise_fraction * num_train)`` train records carry a wrong
-    answer; test records never do. No (instruction, input) pair of the test
+    Only the task ``families`` given appear (both splits), in equal shares
+    up to one record; None or empty means all nine and gives exactly the
+    records of a call without the argument (the order in which ``families``
+    names them does not matter). Exactly ``round(noise_fraction *
+    num_train)`` train records carry a wrong answer; test records never do. No (instruction, input) pair of the test
     split appears in train. The test split depends only on ``seed`` and
     ``num_test``, so growing the train split keeps the same test set.
     """
@@ -199,8 +215,9 @@ def generate(
     if not 0.0 <= noise_fraction <= 1.0:
         raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
     test_rng, train_rng = np.random.default_rng(seed).spawn(2)
-    test = _sample(test_rng, num_test, exclude=set())
-    train = _sample(train_rng, num_train, exclude={(r["instruction"], r["input"]) for r in test})
+    chosen = select_families(families)
+    test = _sample(test_rng, num_test, exclude=set(), families=chosen)
+    train = _sample(train_rng, num_train, exclude={(r["instruction"], r["input"]) for r in test}, families=chosen)
     num_noisy = round(noise_fraction * num_train)
     for i in sorted(train_rng.choice(num_train, num_noisy, replace=False).tolist()):
         train[i] = _corrupt(train_rng, train[i])

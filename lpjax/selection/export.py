@@ -4,10 +4,8 @@
 authors' released subsets and of Stanford Alpaca), as JSON lines, and as a
 ``datasets`` dataset on disk (``datasets.load_from_disk``), each atomically:
 a reader never sees half a file or half a directory.
-
-``pool_stats`` counts two kinds of junk a difficulty metric tends to pick:
-exact duplicates (the same instruction, input and output) and empty
-(whitespace-only) responses, in the pool and in the selection.
+(What a selection is made of, duplicates and empty responses included, is
+lpjax/selection/audit.py's job.)
 """
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lpjax import atomic
-from lpjax.data.formats import FIELDS, write_records
+from lpjax.data.formats import write_records
 
 EXPORT_FORMATS = ("json", "jsonl", "hf")
 
@@ -106,52 +104,3 @@ def export_subset(
             write_records(chosen if fields is None else rows, path)
         paths[fmt] = path
     return paths
-
-
-def _key(record: dict) -> tuple[str, str, str]:
-    return tuple(record.get(f, "") for f in FIELDS)
-
-
-def _empty(record: dict) -> bool:
-    return not str(record.get("output", "")).strip()
-
-
-def _counts(records: list[dict], pool_counts: Counter | None = None) -> dict:
-    counts = Counter(_key(r) for r in records)
-    out = {
-        "records": len(records),
-        "distinct": len(counts),
-        # copies beyond the first of each distinct record
-        "duplicates": len(records) - len(counts),
-        "duplicate_groups": sum(1 for c in counts.values() if c > 1),
-        "empty_responses": sum(_empty(r) for r in records),
-    }
-    if pool_counts is not None:
-        out["duplicated_in_pool"] = sum(pool_counts[_key(r)] > 1 for r in records)
-    return out
-
-
-def pool_stats(records: list[dict], indices: Sequence[int]) -> dict:
-    """Exact duplicates and empty responses in the pool and in the selection.
-
-    Two records are duplicates when instruction, input and output are equal
-    strings (metadata ignored); a response is empty when it is whitespace
-    only. ``duplicates`` counts the copies beyond the first of each distinct
-    record, ``duplicate_groups`` the distinct records that occur more than
-    once; for the selection, ``duplicated_in_pool`` counts selected records
-    that have a copy anywhere in the pool.
-    """
-    idx = _check_indices(indices, len(records))
-    pool = Counter(_key(r) for r in records)
-    return {"pool": _counts(records), "selection": _counts([records[i] for i in idx], pool)}
-
-
-def pool_stats_markdown(stats: dict, title: str = "### Duplicates and empty responses") -> str:
-    """``pool_stats`` as a small markdown table."""
-    rows = [("records", "records"), ("distinct records", "distinct"), ("duplicate copies", "duplicates"),
-            ("distinct records occurring more than once", "duplicate_groups"),
-            ("empty (whitespace-only) responses", "empty_responses")]
-    lines = [title, "", "| | pool | selection |", "|---|---|---|"]
-    lines += [f"| {label} | {stats['pool'][key]} | {stats['selection'][key]} |" for label, key in rows]
-    lines.append(f"| selected records with a copy in the pool | | {stats['selection']['duplicated_in_pool']} |")
-    return "\n".join(lines) + "\n"

@@ -3,9 +3,11 @@ target's, or both when they are the same preset).
 
 The embedded default's stand-in for a pretrained checkpoint: a byte-level
 BPE and the preset model, trained as a plain language model (every token
-after BOS) on the generic synthetic corpus (lpjax/data/corpus.py), saved as
-a Hugging Face directory that the probe, target and evaluate stages then
-open like any checkpoint. Writes hf/ (model + tokenizer) and ckpt/."""
+after BOS) on the generic synthetic corpus (lpjax/data/corpus.py; a share
+pretrain.template_fraction of its documents are generic requests in the
+instruction template's shape), saved as a Hugging Face directory that the
+probe, target and evaluate stages then open like any checkpoint. Writes
+hf/ (model + tokenizer) and ckpt/."""
 from __future__ import annotations
 
 import os
@@ -43,7 +45,7 @@ def tokenizer_texts(docs: list[str]) -> list[str]:
 def run(ctx: StageContext) -> dict:
     preset = ctx.params["model"]
     cfg, pt = ctx.cfg, ctx.cfg.pretrain
-    docs = corpus.documents(pt.num_docs, pt.seed)
+    docs = corpus.documents(pt.num_docs, pt.seed, template_fraction=pt.template_fraction)
     # Whole-word tokens: a word is the same token in the input and at the
     # start of the answer, which the copying families need (data/tokenizer.py).
     tok = train_bpe(tokenizer_texts(docs), pt.vocab_size, os.path.join(ctx.out, "tokenizer"), whole_words=True)

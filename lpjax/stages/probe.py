@@ -3,7 +3,8 @@ record before training and after each epoch (docs/method.md).
 
 Writes scores/ (zarr ppl and loss [epochs + 1, N]), with
 probe.score_response_only also scores_response_only/ (IFD's denominator),
-and ckpt/ (Orbax; a killed run resumes from it)."""
+lengths.json (each record's prompt and response tokens) and ckpt/ (Orbax;
+a killed run resumes from it)."""
 from __future__ import annotations
 
 import json
@@ -31,6 +32,9 @@ def run(ctx: StageContext) -> dict:
     tok, model = side_model(p, data, ctx.inputs["base"], cfg.seed)
     records = read_split(data, "train")
     examples = encode(cfg.data, tok, records)
+    # Token lengths as the probe saw them, for the selection audit and the
+    # length-aware baselines (longest, random_tokens) of the select stage.
+    atomic.write_json(os.path.join(ctx.out, "lengths.json"), token_lengths(examples))
     mesh = make_mesh(cfg.mesh)
     graphdef, params0 = nnx.split(model)
     score_fn = make_score_fn(graphdef, mesh)
@@ -90,6 +94,15 @@ def run(ctx: StageContext) -> dict:
     return {"num_scored": len(examples), "score_geometry": geometry, "truncation": tokenize.truncation_stats(examples),
             "response_lost_examples": lost[:20], "dropped": [i for i, ex in enumerate(examples) if ex.dropped],
             "cost": cost}
+
+
+def token_lengths(examples: list[tokenize.Example]) -> dict:
+    """Per record: prompt and response tokens (EOS included) after
+    truncation, and whether truncation cut its response."""
+    # (The authors' truncation can leave a prompt longer than the sample: no response.)
+    return {"prompt_tokens": [min(ex.prompt_len, len(ex.ids)) for ex in examples],
+            "response_tokens": [max(ex.response_len, 0) for ex in examples],
+            "cut": [tokenize.truncated_response(ex) for ex in examples]}
 
 
 def score_geometry(out: str, p, max_len: int, score_fn, params, model_cfg, examples) -> dict:

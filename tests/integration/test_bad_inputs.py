@@ -346,6 +346,9 @@ ACCEPT = {
 # ---------------------------------------------------------------- running them
 
 def _launch(config, args, workdir, cache):
+    if config == MICRO and not any(a.startswith("--config.cluster.method=") for a in args):
+        # The embedded default clusters by its records' `kind`, which these files lack.
+        args = [*args, "--config.cluster.method=none"]
     cmd = [sys.executable, "-m", "lpjax.launch", f"--config={config}", f"--config.workdir={workdir}", *args]
     # The accepted runs compile the same train and scoring steps: compile once.
     env = {**os.environ, "XLA_FLAGS": "", "JAX_COMPILATION_CACHE_DIR": cache,
@@ -408,7 +411,7 @@ def test_traceback_on_request(tmp_path):
     path = tmp_path / "data.json"
     path.write_text(json.dumps(GOOD[:3] + [{"instruction": "x", "input": "", "output": 7}]))
     cmd = [sys.executable, "-m", "lpjax.launch", f"--config={MICRO}", f"--config.workdir={tmp_path / 'w'}",
-           f"--config.data.source={path}"]
+           f"--config.data.source={path}", "--config.cluster.method=none"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "XLA_FLAGS": "", "LPJAX_TRACEBACK": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "DataError" in proc.stderr, proc.stderr[-2000:]

@@ -37,6 +37,7 @@ def test_ifd_selects_by_ppl_with_prompt_over_ppl_alone(tmp_path):
     cfg.workdir = str(tmp_path / "w")
     cfg.select.metric = "ifd"  # row 0: the untuned probe, i.e. its pretrained base
     cfg.target.enabled = cfg.evaluate.enabled = False
+    cfg.cluster.method = "none"  # the global rule: the expectation below is a plain top-k
     config.validate(config.finalize(cfg))
     w = pipeline.run(cfg)["workdir"]
     path = lambda *parts: os.path.join(w, *parts)

@@ -26,6 +26,18 @@ def actions(workdir):
         return [json.loads(line) for line in f]
 
 
+def per_kind_hardest(records, metric, percent):
+    """The authors' chunk rule with one cluster per `kind`, recomputed here:
+    in every cluster (sorted by name) the first of round(100 / percent)
+    numpy.array_split chunks of its members sorted by the metric (low = hard)."""
+    chosen = []
+    for kind in sorted({r["kind"] for r in records}):
+        members = [i for i, r in enumerate(records) if r["kind"] == kind]
+        ordered = sorted(members, key=lambda i: (metric[i], i))
+        chosen += np.array_split(np.asarray(ordered), round(100 / percent))[0].tolist()
+    return sorted(chosen)
+
+
 def read_scores(workdir):
     import tensorstore as ts
 
@@ -52,9 +64,11 @@ def test_run_writes_report_scores_and_selection(first_run):
     assert np.all(np.isfinite(ppl)) and np.all(ppl >= 1.0)
     assert ppl[1].mean() < ppl[0].mean()  # the probe learned something
     chosen = json.load(open(os.path.join(w, "select", "indices_lp_app.json")))
-    # The selection is the 25 % with the lowest (P0 - P1) / P0, recomputed here from the stored ppl.
-    want = np.argsort(lp_app(ppl.astype(np.float64)), kind="stable")[: round(0.25 * len(train))]
-    assert sorted(chosen) == sorted(want.tolist())
+    # The selection: the 25 % with the lowest (P0 - P1) / P0 of every task family (the micro config's
+    # clusters), recomputed here from the stored ppl.
+    assert sorted(chosen) == per_kind_hardest(train, lp_app(ppl.astype(np.float64)), 25.0)
+    assert "the 25 % hardest of every cluster, the values of the field `kind` (9)" in report
+    assert "## Selection audit" in report and os.path.getsize(os.path.join(w, "select", "hardness_map.png")) > 1000
     subset = load_records(os.path.join(w, "select", "subset_lp_app.jsonl"))
     assert [r["output"] for r in subset] == [train[i]["output"] for i in chosen]
     run = json.load(open(os.path.join(w, "run.json")))
@@ -76,9 +90,12 @@ def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_
     assert launch(w, "--config.select.percent=50").returncode == 0
     ran = {a["stage"] for a in actions(w)[n:] if a["action"] == "ran"}
     # The probe is shared; the full-data target's subset did not change, so it is reused too.
-    assert ran == {"select", "target/lp_app", "evaluate/lp_app", "target/random", "evaluate/random", "report"}
-    assert len(json.load(open(os.path.join(w, "select", "indices_lp_app.json")))) == 120
-    assert "| lp_app | 120 |" in open(os.path.join(w, "report.md")).read()
+    assert ran == {"select", "report"} | {f"{stage}/{subset}" for stage in ("target", "evaluate")
+                                         for subset in ("lp_app", "random", "random_tokens", "longest")}
+    train = load_records(os.path.join(w, "data", "train.jsonl"))
+    half = per_kind_hardest(train, lp_app(read_scores(w).astype(np.float64)), 50.0)
+    assert sorted(json.load(open(os.path.join(w, "select", "indices_lp_app.json")))) == half
+    assert f"| lp_app | {len(half)} |" in open(os.path.join(w, "report.md")).read()
 
     n = len(actions(w))
     assert launch(w, "--config.select.percent=25").returncode == 0
@@ -86,7 +103,7 @@ def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_
     assert back and all(a["action"] == "skipped" for a in back), back  # both selections were kept
     assert os.path.realpath(os.path.join(w, "select")) == first_select
     assert json.load(open(os.path.join(w, "select", "indices_lp_app.json"))) == first_indices
-    assert "| lp_app | 60 |" in open(os.path.join(w, "report.md")).read()
+    assert f"| lp_app | {len(first_indices)} |" in open(os.path.join(w, "report.md")).read()
     assert len(os.listdir(os.path.join(w, "store", "select"))) == 2 * 2  # two outputs (+ their lock files)
 
 
@@ -97,7 +114,8 @@ def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
     fp = lambda w: json.load(open(os.path.join(w, "run.json")))["data_fingerprint"]
     assert fp(str(tmp_path)) != fp(first_run)
     chosen = json.load(open(os.path.join(tmp_path, "select", "indices_lp_app.json")))
-    assert len(set(chosen)) == len(chosen) == 60 and all(0 <= i < 240 for i in chosen)
+    # 240 records, nine families of 26 or 27: ceil(n / 4) of each.
+    assert len(set(chosen)) == len(chosen) == 63 and all(0 <= i < 240 for i in chosen)
     assert os.path.exists(os.path.join(tmp_path, "report.md"))
 
 

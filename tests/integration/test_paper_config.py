@@ -65,4 +65,4 @@ def test_paper_config_runs_with_tiny_opt_stand_ins(tmp_path):
 
     tuned = AutoModelForCausalLM.from_pretrained(str(w / "target" / "lp_app" / "hf"))
     assert tuned.config.model_type == "opt"
-    assert "## What the probe ranked hardest" in open(w / "report.md").read()
+    assert "## Selection audit" in open(w / "report.md").read()

@@ -13,7 +13,7 @@ def micro() -> Config:
     return importlib.import_module("configs.lp_app").get_config("micro")
 
 
-@pytest.mark.parametrize("name", ["lp_app", "lp", "select_only", "paper_opt_alpaca", "real_example"])
+@pytest.mark.parametrize("name", ["lp_app", "lp", "select_only", "paper_opt_alpaca", "real_example", "self_select"])
 def test_shipped_configs_are_typed_and_distinct(name):
     cfg = importlib.import_module(f"configs.{name}").get_config()
     assert isinstance(cfg, Config) and isinstance(cfg.probe.train, config.TrainConfig)
@@ -36,13 +36,24 @@ def set_path(cfg, path, value):
 
 
 @pytest.mark.parametrize("path,value,field,needle", [
+    ("data.synthetic.families", ("add", "fly"), "data.synthetic.families", "'fly' is not one of"),
+    ("data.synthetic.families", ("add", "add"), "data.synthetic.families", "twice"),
+    ("pretrain.template_fraction", 1.5, "pretrain.template_fraction", "[0, 1]"),
+    ("select.stratify", "topic", "select.stratify", "not one of"),
+    ("select.stratify", "length", "select.stratify", "cluster.method=none"),  # micro clusters by kind
+    ("select.length_bins", 0, "select.length_bins", "at least 1"),
+    ("select.exclude_hardest", -1.0, "select.exclude_hardest", "[0, 100]"),
+    ("select.exclude_hardest", 80.0, "select.exclude_hardest", "leaves no room"),  # micro selects 25 %
+    ("select.mix_random", 101.0, "select.mix_random", "[0, 100]"),
+    ("select.baselines", ("random", "longish"), "select.baselines", "not one of"),
+    ("cluster.field", "", "cluster.field", "needs the name of a record field"),
+    ("evaluate.reference_sets", ("sinstruct=/nonexistent.jsonl",), "evaluate.reference_sets[0]", "no such file"),
+    ("evaluate.reference_limit", -1, "evaluate.reference_limit", "at least 0"),
     ("data.template", "vicuna", "data.template", "not one of"),
     ("data.truncation", "cut", "data.truncation", "not one of"),
     ("select.metric", "lp_approx", "select.metric", "unknown metric"),
     ("select.percent", -5.0, "select.percent", "(0, 100]"),
     ("select.percent", 150.0, "select.percent", "(0, 100]"),
-    ("select.part", "mid", "select.part", "needs clusters"),
-    ("select.baselines", ("random", "clust_rand"), "select.baselines", "needs clusters"),
     ("select.score", "logits", "select.score", "not one of"),
     ("probe.train.remat", "some", "probe.train.remat", "not one of"),
     ("probe.train.lr", 0.0, "probe.train.lr", "(0, 1]"),
@@ -70,6 +81,28 @@ def test_bad_values_are_refused_naming_the_field(path, value, field, needle):
     with pytest.raises(ConfigError) as err:
         validate(cfg, num_devices=1)
     assert err.value.field == field and needle in err.value.message, str(err.value)
+
+
+@pytest.mark.parametrize("path,value", [("select.part", "mid"), ("select.baselines", ("random", "clust_rand"))])
+def test_cluster_rules_need_clusters(path, value):
+    cfg = micro()
+    cfg.cluster.method = "none"
+    set_path(cfg, path, value)
+    with pytest.raises(ConfigError, match="needs clusters") as err:
+        validate(cfg)
+    assert err.value.field == path
+
+
+def test_auto_clusters_resolve_to_what_is_installed(monkeypatch):
+    from lpjax.selection import embed
+
+    cfg = importlib.import_module("configs.lp_app").get_config()
+    assert (cfg.cluster.method, cfg.cluster.field) == ("auto", "kind")
+    monkeypatch.setattr(embed, "default_model_dir", lambda: (_ for _ in ()).throw(FileNotFoundError("no")))
+    assert config.finalize(cfg).cluster.method == "field"
+    cfg = importlib.import_module("configs.lp_app").get_config()
+    monkeypatch.setattr(embed, "default_model_dir", lambda: "/somewhere")
+    assert config.finalize(cfg).cluster.method == "minilm"
 
 
 def test_batch_sizes_must_split_over_the_mesh():

@@ -1,4 +1,6 @@
 """The generated dataset: deterministic, graded, with exactly the noise asked for."""
+import hashlib
+import json
 import re
 
 import pytest
@@ -101,3 +103,54 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         generate(-1, 10, 0.1, seed=0)
     assert generate(0, 0, 0.1, seed=0) == ([], [])
+
+
+# ------------------------------------------------- only some families
+
+LEARNABLE = tuple(f for f, d in TASK_FAMILIES.items() if d <= 3)
+
+# sha256 of json.dumps(generate(300, 60, 0.2, seed=3)) as generated before
+# `families` existed: the default must stay the same records, bit for bit.
+DEFAULT_SHA256 = "0c766c276d808d993c8c37dd9fce8b30dfe52d6f3385a00290d2cbf54fa035e4"
+
+
+def test_default_families_unchanged():
+    default = generate(300, 60, 0.2, seed=3)
+    assert hashlib.sha256(json.dumps(default).encode()).hexdigest() == DEFAULT_SHA256
+    assert generate(300, 60, 0.2, seed=3, families=None) == default
+    assert generate(300, 60, 0.2, seed=3, families=()) == default
+    assert generate(300, 60, 0.2, seed=3, families=tuple(TASK_FAMILIES)) == default
+
+
+@pytest.mark.parametrize("families", [LEARNABLE, ("add",), ("parity", "count_words")])
+def test_only_the_families_asked_for_in_equal_shares(families):
+    train, test = generate(700, 140, 0.1, seed=5, families=families)
+    assert len(train) == 700 and len(test) == 140
+    for split in (train, test):  # the held-out split too
+        assert {r["kind"] for r in split} == set(families)
+        counts = [sum(r["kind"] == f for r in split) for f in families]
+        assert max(counts) - min(counts) <= 1
+    # Still right answers (noise aside), disjoint splits, the noise asked for.
+    assert all(r["output"] == EXPECTED[r["kind"]](r) for r in train + test if not r["noisy"])
+    assert sum(r["noisy"] for r in train) == 70 and not any(r["noisy"] for r in test)
+    assert not {(r["instruction"], r["input"]) for r in train} & {(r["instruction"], r["input"]) for r in test}
+
+
+def test_families_order_does_not_matter_and_bad_names_fail():
+    assert generate(90, 20, 0.1, seed=1, families=LEARNABLE) == \
+        generate(90, 20, 0.1, seed=1, families=tuple(reversed(LEARNABLE)))
+    with pytest.raises(ValueError, match="unknown"):
+        generate(10, 10, 0.1, seed=0, families=("multiply",))
+    with pytest.raises(ValueError, match="twice"):
+        generate(10, 10, 0.1, seed=0, families=("add", "add"))
+
+
+def test_split_passes_the_families():
+    from lpjax.config import DataConfig, SyntheticConfig
+    from lpjax.data import split
+
+    d = DataConfig(test_size=30, synthetic=SyntheticConfig(num_train=120, families=LEARNABLE))
+    train, test, index = split.load_splits(d, seed=2)
+    assert (train, test) == generate(120, 30, d.synthetic.noise_fraction, seed=2, families=LEARNABLE)
+    assert {r["kind"] for r in train} == {r["kind"] for r in test} == set(LEARNABLE)
+    assert index == list(range(120))

@@ -21,7 +21,7 @@ def rows():
     for (method, pct), values in EM.items():
         for seed, v in zip(SEEDS, values):
             baseline = method in ("random", "full")
-            out.append({"point": f"{method}-{pct}-{seed}", "seed": seed, "data": "synthetic",
+            out.append({"point": f"{method}-{pct}-{seed}", "setting": "-", "seed": seed, "data": "synthetic",
                         "probe": "-" if baseline else "p", "probe_epochs": "-" if baseline else 3, "target": "t",
                         "method": method, "part": "-" if baseline else "low", "percent": pct,
                         "n_train": int(pct * 10), "exact_match": v, "loss": 1 - v, "mean_ppl": 2.0,
@@ -68,3 +68,36 @@ def test_report_writes_csv_markdown_and_figure(tmp_path):
     with open(tmp_path / "results.csv") as f:
         got = list(csv.DictReader(f))
     assert len(got) == len(rows()) and float(got[0]["exact_match"]) == rows()[0]["exact_match"]
+
+
+def test_selection_minus_each_baseline_is_paired_by_seed():
+    extra = [{**r, "method": "longest", "evaluate_key": r["evaluate_key"] + "L",
+              "exact_match": r["exact_match"] - 0.01 * r["seed"]} for r in rows() if r["method"] == "random"]
+    got = {(label, pct, base): d for label, pct, base, d in aggregate.against_baselines(rows() + extra, "exact_match")}
+    assert set(got) == {(m, p, b) for m in ("lp1", "lp_app") for p in (5.0, 10.0) for b in ("random", "longest")}
+    a, b = EM[("lp_app", 5.0)], EM[("random", 5.0)]
+    ref = stats.ttest_rel(a, b).confidence_interval(0.95)
+    d = got[("lp_app", 5.0, "random")]
+    assert math.isclose(d.mean, np.mean(np.subtract(a, b))) and math.isclose(d.lo, ref.low)
+    longest = [v - 0.01 * s for v, s in zip(b, SEEDS)]
+    assert math.isclose(got[("lp_app", 5.0, "longest")].mean, np.mean(np.subtract(a, longest)))
+
+
+def test_settings_and_reference_losses_without_exact_match(tmp_path):
+    from launch.collect import setting_of
+
+    assert setting_of("seed=1__noise_fraction=0.01__metric=lp_app__percent=5__method=none") == \
+        "noise_fraction=0.01__method=none"
+    assert setting_of("seed=2") == "-"
+    # Two settings, no generation (exact match ""), one reference set.
+    two = [{**r, "setting": s, "exact_match": "", "loss:dolly": r["loss"] + (0.5 if s == "b" else 0.0)}
+           for s in ("a", "b") for r in rows()]
+    assert [m for m, _, _ in aggregate.measures(two)] == ["loss", "loss:dolly"]
+    assert [p[0] for p in aggregate.panels(two)] == ["a", "b"]  # one probe, "p", per setting
+    path = aggregate.report(two, [], str(tmp_path))
+    text = open(path).read()
+    s = aggregate.summarize([1 - v + 0.5 for v in EM[("lp_app", 5.0)]])
+    assert "Dolly reference response loss" in text and f"| lp_app | {s.text()} |" in text
+    with open(tmp_path / "results.csv") as f:
+        got = list(csv.DictReader(f))
+    assert "loss:dolly" in got[0] and got[0]["exact_match"] == ""

@@ -1,4 +1,4 @@
-"""export_subset (JSON, JSONL, datasets on disk) and pool_stats."""
+"""export_subset (JSON, JSONL, datasets on disk)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import datasets
 import pytest
 
 from lpjax.data.formats import FIELDS, load_records
-from lpjax.selection.export import export_subset, pool_stats, pool_stats_markdown
+from lpjax.selection.export import export_subset
 
 RECORDS = [
     {"instruction": "Add.", "input": "1 2", "output": "3", "kind": "add"},
@@ -66,21 +66,6 @@ def test_export_rejects_unknown_format_and_missing_field(tmp_path):
         export_subset(RECORDS, [0], tmp_path, "x", formats=["csv"])
     with pytest.raises(ValueError, match="no field 'kind'"):
         export_subset(RECORDS, [2], tmp_path, "x", fields=["instruction", "kind"])
-
-
-def test_pool_stats_by_hand():
-    stats = pool_stats(RECORDS, [0, 1, 2, 4])
-    assert stats["pool"] == {"records": 7, "distinct": 4, "duplicates": 3, "duplicate_groups": 2,
-                             "empty_responses": 2}
-    assert stats["selection"] == {"records": 4, "distinct": 3, "duplicates": 1, "duplicate_groups": 1,
-                                  "empty_responses": 1, "duplicated_in_pool": 3}
-    clean = pool_stats(RECORDS, [3, 4])["selection"]
-    assert clean["duplicates"] == 0 and clean["empty_responses"] == 0 and clean["duplicated_in_pool"] == 0
-    assert pool_stats(RECORDS, [])["selection"]["records"] == 0
-    text = pool_stats_markdown(stats)
-    assert "| duplicate copies | 3 | 1 |" in text and "| empty (whitespace-only) responses | 2 | 1 |" in text
-    with pytest.raises(ValueError, match="repeat"):
-        pool_stats(RECORDS, [0, 0])
 
 
 def test_export_mixed_metadata_types_fail_clearly(tmp_path):

@@ -62,11 +62,16 @@ REQUESTS: dict[str, tuple[str, ...]] = {
     "about": ("Write a sentence about {w}.", "Write a short sentence about the {w}.", "Use {w} in a sentence."),
     "describe": ("Describe the {w}.", "Tell me about the {w}.", "Say something about a {w}."),
     "some_words": ("Give some words.", "List a few words.", "Write down a few words."),
+    # Short answers, as real text holds them: a word, a number, yes or no,
+    # each drawn at random (the format of a short answer, no task's mapping).
+    "one_word": ("Say a word.", "Give one word.", "Name a thing."),
+    "number": ("Give a number.", "Pick a number.", "Say any number."),
+    "yes_no": ("Do you like this text? Answer yes or no.", "Is this a nice note? Say yes or no."),
     # With an input: a text of plain words.
     "continue": ("Continue the text.", "Write what comes next.", "Keep writing after this text."),
     "reply": ("Write a reply to this note.", "Answer the message in a sentence."),
 }
-WITH_INPUT = frozenset({"continue", "reply"})
+WITH_INPUT = frozenset({"continue", "reply", "yes_no"})
 
 
 def _plain_words(rng: np.random.Generator, lo: int, hi: int) -> list[str]:
@@ -90,6 +95,12 @@ def template_record(rng: np.random.Generator) -> dict:
         output = f"the {w} " + " ".join(_plain_words(rng, 3, 8)) + "."
     elif kind == "some_words":
         output = " ".join(_plain_words(rng, 3, 6))
+    elif kind == "one_word":
+        output = synthetic.WORDS[int(rng.integers(len(synthetic.WORDS)))]
+    elif kind == "number":
+        output = str(int(rng.integers(100)))
+    elif kind == "yes_no":
+        input_, output = prose(rng), ("yes", "no")[int(rng.integers(2))]
     else:  # continue, reply: new words, not the input again
         input_ = prose(rng)
         output = prose(rng)

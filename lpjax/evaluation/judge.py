@@ -47,6 +47,7 @@ class JudgeResult:
     unparsed_replies: list[dict]  # id, set, order, reply of every reply without two scores
     per_set: dict[str, dict]  # the same figures per test set (when questions carry set names)
     lengths: dict[str, dict]  # answer length statistics of side a and side b
+    by_longer: dict[str, dict]  # the figures where a answered longer, where b did, and where both as long
     tokens: dict[str, int]  # judge tokens over all requests (from the replies' usage)
     requests: dict[str, int]  # total, sent by this call, taken from the cache
     verdicts: list[dict]  # per question: id, set, scores in each order, verdict per order, verdict
@@ -169,5 +170,6 @@ def _result(items, answers_a, answers_b, keys, replies, bootstrap, seed, judge, 
         win=pooled["win"], tie=pooled["tie"], lose=pooled["lose"], unparsed=pooled["unparsed"],
         winning_score=pooled["winning_score"], win_rate=pooled["win_rate"], ci95=pooled["ci95"],
         flip_rate=pooled["flip_rate"], unparsed_replies=unparsed, per_set=per_set,
-        lengths={"a": length_stats(list(answers_a)), "b": length_stats(list(answers_b))}, tokens=tokens,
+        lengths={"a": length_stats(list(answers_a)), "b": length_stats(list(answers_b))},
+        by_longer=judge_stats.by_longer_side(verdicts, answers_a, answers_b, bootstrap, seed), tokens=tokens,
         requests=requests, verdicts=verdicts, judge=judge)

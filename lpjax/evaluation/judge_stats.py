@@ -72,3 +72,17 @@ def summarize(verdicts: Sequence[dict], resamples: int, seed: int) -> dict:
         # How often swapping the order changed A's verdict: the judge's position bias.
         "flip_rate": flips / n if n else None,
     }
+
+
+def by_longer_side(verdicts: Sequence[dict], answers_a: Sequence[str], answers_b: Sequence[str], resamples: int,
+                   seed: int) -> dict[str, dict]:
+    """``summarize`` of the questions where A answered longer, where B did,
+    and where both answered as long (in words). Judges favour long answers:
+    a selection whose target wins only where it answered longer may have
+    learnt length, not quality (Zhao et al. 2024, "Long Is More for
+    Alignment")."""
+    groups: dict[str, list[dict]] = {"a longer": [], "b longer": [], "same length": []}
+    for v, a, b in zip(verdicts, answers_a, answers_b, strict=True):
+        na, nb = len(a.split()), len(b.split())
+        groups["a longer" if na > nb else "b longer" if nb > na else "same length"].append(v)
+    return {name: summarize(group, resamples, seed) for name, group in groups.items()}

@@ -61,7 +61,8 @@ def judge_section(judged: dict, judge_cfg) -> list[str]:
     lines += ["Win = better in both orders, or in one and tied in the other; winning score = "
               "(W - L) / (W + T + L) + 1 (above 1: the selection's target is preferred), with a paired bootstrap "
               "95 % interval; flip rate = share of questions whose verdict changed when the answers swapped "
-              "places. Unparsed replies are counted, never scored.", ""]
+              "places. Unparsed replies are counted, never scored. Judges favour long answers, so the verdicts "
+              "are also split by which side answered longer (in words).", ""]
     rows = []
     for r in (j.summary for j in judged.values()):
         ci = f"{r['ci95'][0]:.3f} - {r['ci95'][1]:.3f}" if r.get("ci95") else ""
@@ -70,6 +71,11 @@ def judge_section(judged: dict, judge_cfg) -> list[str]:
                      r["flip_rate"] if r["flip_rate"] is not None else "", sum(r["tokens"].values())])
         for set_name, per in sorted(r["per_set"].items()):
             rows.append([f"  {set_name}", per["win"], per["tie"], per["lose"], per["unparsed"],
+                         per["winning_score"] if per["winning_score"] is not None else "", "", "", ""])
+        for side, per in r.get("by_longer", {}).items():
+            who = {"a longer": f"`{r['a']}` answered longer",
+                   "b longer": f"`{r['b']}` answered longer"}.get(side, side)
+            rows.append([f"  {who}", per["win"], per["tie"], per["lose"], per["unparsed"],
                          per["winning_score"] if per["winning_score"] is not None else "", "", "", ""])
     lines += _table(["pair", "win", "tie", "lose", "unparsed", "winning score", "95 % interval", "flip rate",
                      "judge tokens"], rows)

@@ -68,6 +68,8 @@ def check_hand_computation(result):
     assert s2["winning_score"] == pytest.approx(1.0) and s2["flip_rate"] == pytest.approx(1 / 3)
     assert result.tokens == {k: 16 * v for k, v in USAGE.items()}
     assert result.lengths["a"]["mean_words"] == 2 and result.lengths["b"]["mean_words"] == 3
+    # B always answered longer (3 words against 2): every verdict falls there.
+    assert result.by_longer["b longer"]["win"] == 3 and result.by_longer["a longer"]["questions"] == 0
     by_id = {v["id"]: v for v in result.verdicts}
     assert by_id["2"]["scores_ab"] == [7.0, 7.0] and by_id["2"]["scores_ba"] == [6.0, 8.0]
     assert (by_id["2"]["ab"], by_id["2"]["ba"], by_id["2"]["verdict"]) == ("tie", "win", "win")

@@ -128,9 +128,17 @@ def test_template_documents_render_as_the_probe_sees_a_record():
         assert (kind in corpus.WITH_INPUT) == bool(record["input"])
         if kind == "about":  # a sentence holding the word asked about
             assert request["w"] in record["output"].rstrip(".").split()
-        # Plain words of the vocabulary only.
+        # Short answers are a word, a number or yes/no, drawn at random.
+        if kind == "one_word":
+            assert record["output"] in synthetic.WORDS
+        elif kind == "number":
+            assert record["output"].isdigit() and 0 <= int(record["output"]) < 100
+        elif kind == "yes_no":
+            assert record["output"] in ("yes", "no")
+        # Otherwise plain words of the vocabulary only.
         words = (record["input"] + " " + record["output"]).replace(".", " ").split()
-        assert set(words) <= set(synthetic.WORDS) | {"the"}, doc
+        if kind not in ("number", "yes_no"):
+            assert set(words) <= set(synthetic.WORDS) | {"the"}, doc
     assert 0.2 * len(docs) < with_input < 0.6 * len(docs)
     assert phrasings == {f for forms in corpus.REQUESTS.values() for f in forms}  # every phrasing occurs
 
@@ -140,7 +148,9 @@ def test_template_documents_neither_ask_nor_state_the_tasks():
     templated = _templated(docs)
     assert len(templated) == 400
     for doc in templated:
-        assert not re.search(r"\d", doc), doc  # no number: nothing to count, add, compare or test for parity
+        # A number only as the whole answer to "give a number" (nothing to count, add,
+        # compare or test for parity), never in a request or its input.
+        assert not re.search(r"\d", doc.rsplit("### Response:", 1)[0]), doc
         for p in INSTRUCTION_PATTERNS:
             assert not p.search(doc), (p.pattern, doc)
         for p in FACT_PATTERNS:

@@ -86,3 +86,17 @@ def test_summarize_counts_flips_and_unparsed():
     assert s["winning_score"] == pytest.approx((2 - 1) / 5 + 1) and s["win_rate"] == pytest.approx(2 / 5)
     # Order changed the verdict in (win, tie), (win, lose), (lose, tie): 3 of the 5 decided.
     assert s["flip_rate"] == pytest.approx(3 / 5) and s["ci95"] is None
+
+
+def test_verdicts_split_by_which_side_answered_longer():
+    from lpjax.evaluation.judge_stats import by_longer_side
+
+    v = lambda verdict: {"ab": verdict, "ba": verdict, "verdict": verdict}
+    verdicts = [v("win"), v("win"), v("lose"), v("tie"), v(None), v("lose")]
+    a = ["one two three", "a b c d", "x", "same len", "long answer here", "p q"]
+    b = ["one", "a b", "x y z", "also two", "b", "p q r"]
+    got = by_longer_side(verdicts, a, b, resamples=100, seed=0)
+    # A longer: questions 1, 2, 5 (5 unparsed); B longer: 3, 6; same: 4.
+    assert (got["a longer"]["win"], got["a longer"]["questions"], got["a longer"]["unparsed"]) == (2, 3, 1)
+    assert (got["b longer"]["lose"], got["b longer"]["questions"]) == (2, 2)
+    assert got["same length"]["tie"] == 1 and got["b longer"]["winning_score"] == 0.0

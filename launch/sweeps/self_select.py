@@ -1,5 +1,5 @@
 """SmolLM2-135M-Instruct selecting its own tuning data (configs/self_select.py):
-LP_app per MiniLM cluster at 5, 10 and 25 % of a 512-record Alpaca pool
+LP_app per MiniLM cluster at 5, 10 and 25 % of a 256-record Alpaca pool
 against random, random_tokens and longest of the same size, 2 seeds
 (6 points, 2 probe runs, 24 tuned targets).
 

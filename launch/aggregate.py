@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from launch.collect import BASELINES, collect, columns  # noqa: E402
 from launch.stats import Summary, paired, summarize  # noqa: E402
+from lpjax import markdown  # noqa: E402
 
 BASELINE_ORDER = ("clust_rand", "random", "random_tokens", "longest", "full")
 
@@ -136,21 +137,12 @@ def cost_rows(rows: Sequence[dict]) -> list[list]:
         fractions = [(r["selection_flops"] + r["tuning_flops"]) / full[(setting, data, target, r["seed"])]
                      for r in rs if full.get((setting, data, target, r["seed"]))]
         secs = summarize([r["selection_seconds"] + r["tuning_seconds"] for r in rs]).mean
-        out.append([label if setting == "-" else f"{label} ({setting})", probe, target, f"{pct:g}", _flops(sel),
-                    _flops(tune), f"{summarize(fractions).mean:.1%}" if fractions else "", f"{secs:.0f}"])
+        out.append([label if setting == "-" else f"{label} ({setting})", probe, target, f"{pct:g}", markdown.flops(sel),
+                    markdown.flops(tune), f"{summarize(fractions).mean:.1%}" if fractions else "", f"{secs:.0f}"])
     return out
 
 
 # ---------------------------------------------------------------- output
-
-def _flops(x: float) -> str:
-    return "0" if not x or math.isnan(x) else f"{x:.2e}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
     with open(path, "w", newline="") as f:
@@ -232,18 +224,18 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
         for measure, name, better in measures(prow):
             labels, percents, table = quality_table(prow, measure)
             lines += [f"{name.capitalize()} ({better}):", ""]
-            lines += _table(["method"] + [f"{p:g} %" for p in percents],
-                            [[label] + [table[label][p].text() if p in table[label] else "" for p in percents]
-                             for label in labels])
+            lines += markdown.table(["method"] + [f"{p:g} %" for p in percents],
+                                    [[label] + [table[label][p].text() if p in table[label] else "" for p in percents]
+                                     for label in labels])
             lines += [""]
         paired_rows = {m: against_baselines(prow, m) for m, _, _ in measures(prow)}
         first = next(iter(paired_rows.values()))
         if first:
             lines += ["The selection minus each baseline of its size, paired by seed (for a loss, below zero "
                       "means the selection did better; for exact match, above zero):", ""]
-            lines += _table(["method", "size", "baseline"] + [name for _, name, _ in measures(prow)],
-                            [[label, f"{pct:g} %", base] + [paired_rows[m][j][3].text() for m in paired_rows]
-                             for j, (label, pct, base, _) in enumerate(first)]) + [""]
+            lines += markdown.table(["method", "size", "baseline"] + [name for _, name, _ in measures(prow)],
+                                    [[label, f"{pct:g} %", base] + [paired_rows[m][j][3].text() for m in paired_rows]
+                                     for j, (label, pct, base, _) in enumerate(first)]) + [""]
 
     shown = measures(rows)
     diffs = {m: lp_vs_lp_app(rows, m) for m, _, _ in shown}
@@ -253,7 +245,7 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
         first = diffs[shown[0][0]]
         table_rows = [[metric, f"{pct:g} %"] + [diffs[m][j][2].text() for m, _, _ in shown]
                       for j, (metric, pct, _) in enumerate(first)]
-        lines += _table(["LP", "size"] + [f"{name} difference" for _, name, _ in shown], table_rows) + [""]
+        lines += markdown.table(["LP", "size"] + [f"{name} difference" for _, name, _ in shown], table_rows) + [""]
 
     selection = [r for r in rows if r["probe"] != "-"]
     parts = sorted({r["part"] for r in selection})
@@ -267,9 +259,9 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
                 if r.get(measure, "") != "":
                     cells[(r["method"], r["percent"], r["part"])].append(float(r[measure]))
             lines += [f"{name.capitalize()}:", ""]
-            lines += _table(["metric", "size"] + parts,
-                            [[m, f"{p:g} %"] + [summarize(cells.get((m, p, part), [])).text() for part in parts]
-                             for m, p in sorted({(m, p) for m, p, _ in cells})]) + [""]
+            lines += markdown.table(["metric", "size"] + parts,
+                                    [[m, f"{p:g} %"] + [summarize(cells.get((m, p, part), [])).text() for part in parts]
+                                     for m, p in sorted({(m, p) for m, p, _ in cells})]) + [""]
     else:
         lines += ["This sweep has one chunk (`select.part`); the paper's hard/mid/easy comparison needs "
                   "clusters and a `select.part` axis.", ""]
@@ -283,9 +275,10 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
         for r in selection:
             cells[(r["probe"], r["method"], r["percent"], r["target"])].append(float(r[measure]))
         keys = sorted({(p, m, pct) for p, m, pct, _ in cells})
-        lines += _table(["probe", "metric", "size"] + targets,
-                        [[p, m, f"{pct:g} %"] + [summarize(cells.get((p, m, pct, t), [])).text() for t in targets]
-                         for p, m, pct in keys]) + [""]
+        lines += markdown.table(["probe", "metric", "size"] + targets,
+                                [[p, m, f"{pct:g} %"]
+                                 + [summarize(cells.get((p, m, pct, t), [])).text() for t in targets]
+                                 for p, m, pct in keys]) + [""]
     else:
         lines += [f"One probe (`{probes[0] if probes else '-'}`) and one target in this sweep.", ""]
 
@@ -293,8 +286,8 @@ def report(rows: Sequence[dict], unfinished: Sequence[str], out: str) -> str:
               "Training FLOPs ~ 6 x parameters x tokens, scoring 2 x (lpjax/training/cost.py), mean over seeds; "
               "the fraction is (selection + tuning) / tuning on the full data, per seed. Seconds are wall time "
               "on the machine that ran each point.", ""]
-    lines += _table(["method", "probe", "target", "size %", "selection FLOPs", "tuning FLOPs", "of full tuning",
-                     "seconds"], cost_rows(rows)) + [""]
+    lines += markdown.table(["method", "probe", "target", "size %", "selection FLOPs", "tuning FLOPs",
+                             "of full tuning", "seconds"], cost_rows(rows)) + [""]
     return atomic.write_text(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
 
 

@@ -1,13 +1,13 @@
 """What a sweep will run, without running it: each point's config exactly as
 lpjax.launch parses it, and the keys of the stages whose keys are known
-before anything runs (base, data, probe, cluster, select), computed as
-lpjax/workdir.py computes them. Targets and evaluations are keyed by their
+before anything runs (base, data, probe, cluster, select), from
+lpjax/pipeline.py's walk of them (``front``, keyed by lpjax/workdir.py's
+``stage_key``). Targets and evaluations are keyed by their
 subsets' indices, known only once select has run.
 """
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,44 +21,23 @@ def point_config(point: Point) -> Any:
     from absl import flags
     from ml_collections import config_flags
 
-    from lpjax import config as lpconfig
+    from lpjax.validate import finalize
 
     argv = ["sweep", *point.args()]
     fv = flags.FlagValues()  # a fresh registry per point: absl flags are global otherwise
     # sys_argv: the override flags are defined from the argv the parser is told about.
     config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
     fv(argv)
-    return lpconfig.finalize(fv.config)
+    return finalize(fv.config)
 
 
 def planned_keys(cfg: Any) -> tuple[dict[str, str], list[str]]:
     """({stage name: key}, [input files that do not exist]) for the stages
-    before select, in the order and with the inputs lpjax/pipeline.py uses."""
-    from lpjax.config import is_preset
-    from lpjax.stages import base, cluster, data, probe, select
-    from lpjax.workdir import StageResult, stage_key
+    before select: lpjax/pipeline.py's own walk of them (``front_keys``),
+    keyed without running anything."""
+    from lpjax.pipeline import front_keys
 
-    keys: dict[str, str] = {}
-    missing: list[str] = []
-
-    def plan(stage, inputs, params=None, name=None) -> StageResult:
-        name = name or stage.name
-        missing.extend(p for p in stage.files(cfg) if not os.path.exists(p))
-        key, _ = stage_key(stage, cfg, inputs, params or {}, name)
-        keys[name] = key
-        return StageResult(name, key, "", {})
-
-    d = plan(data.STAGE, {})
-    sides = [side for side, used in (("probe", cfg.select.scores_from == "probe"), ("target", cfg.target.enabled))
-             if used]
-    presets = {side: getattr(cfg, side).model for side in sides
-               if cfg.pretrain.enabled and is_preset(getattr(cfg, side).model)}
-    by_preset = {m: plan(base.STAGE, {}, {"model": m}, f"base/{m}") for m in dict.fromkeys(presets.values())}
-    bases = {side: by_preset[m] for side, m in presets.items()}
-    p = plan(probe.STAGE, {"data": d, "base": bases.get("probe")}) if cfg.select.scores_from == "probe" else None
-    c = plan(cluster.STAGE, {"data": d}) if cfg.cluster.method != "none" else None
-    plan(select.STAGE, {"data": d, "probe": p, "cluster": c})
-    return keys, sorted(set(missing))
+    return front_keys(cfg)
 
 
 def _ranges(indices: Sequence[int]) -> str:

@@ -84,7 +84,13 @@ def _short(value: Any) -> str:
     text = str(value).rstrip("/")
     if "/" in text:  # a path: its last component names it well enough
         text = os.path.basename(text)
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+    text = re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+    if len(text) > 40:
+        # A long value (a tuple of names) is cut on its own, with a hash of it,
+        # so that the other fields, the seed among them, stay readable in the
+        # name and points that differ only in the seed share the value's label.
+        text = text[:31] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return text
 
 
 def point_names(overrides: Sequence[Mapping[str, Any]]) -> list[str]:

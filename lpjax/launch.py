@@ -75,17 +75,17 @@ def main(argv: list[str]) -> None:
     # After flag parsing: keeps --help fast.
     import jax
 
-    from lpjax import config, distributed, preflight, tuning
+    from lpjax import distributed, preflight, tuning, validate
     from lpjax.errors import UserError, disk_error
 
     try:
-        cfg = config.finalize(_CONFIG.value)
+        cfg = validate.finalize(_CONFIG.value)
         d = cfg.distributed
         distributed.initialize(d.coordinator, d.num_processes, d.process_id)
         # Every field, then every input file, is checked before the first stage
         # runs, and before the stages' modules (flax, orbax, ...) are imported:
         # a rejected run takes seconds.
-        config.validate(cfg, jax.device_count())
+        validate.validate(cfg, jax.device_count())
         preflight.check(cfg)
         # Compiled steps persist between runs (a rerun, a resume, a second
         # target with the same shapes load them instead of compiling).

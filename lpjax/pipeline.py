@@ -6,18 +6,91 @@
 Each stage lives in lpjax/stages/ with the declaration of what its output
 depends on; lpjax/workdir.py skips a stage whose output for those inputs
 exists and points <workdir>/<stage> at it.
+
+The stages before select (the *front*) are written once, in ``front``: the
+run steps through them with ``Workdir.run``, a sweep's dry run
+(launch/plan.py) with ``stage_key`` alone (``front_keys``), so both key
+them alike. ``model_sides`` is the one rule for which models a run loads
+(also what lpjax/preflight.py checks).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from absl import logging
 
 from lpjax import atomic, preflight
-from lpjax.config import Config, is_preset, to_dict
+from lpjax.config import Config, to_dict
+from lpjax.models.registry import is_preset
 from lpjax.stages import answers, base, cluster, data, evaluate, judge, probe, report, select, target
 from lpjax.stages.common import read_json
-from lpjax.workdir import StageResult, Workdir, run_metadata
+from lpjax.workdir import Inputs, Stage, StageResult, Workdir, run_metadata, stage_key
+
+# step(stage, inputs, params, name) -> its result: runs the stage, or only keys it.
+Step = Callable[[Stage, Inputs, Mapping[str, Any], str], StageResult]
+
+
+def model_sides(cfg: Config) -> list[str]:
+    """The sections whose model this run loads, in order: ``probe`` when
+    select scores from it (``select.scores_from == "probe"``), ``target``
+    when targets are tuned (``target.enabled``)."""
+    return [side for side, used in (("probe", cfg.select.scores_from == "probe"), ("target", cfg.target.enabled))
+            if used]
+
+
+@dataclasses.dataclass(frozen=True)
+class Front:
+    """The stages up to select, as run (or only keyed, with no directory or summary)."""
+
+    data: StageResult
+    bases: dict[str, StageResult]  # side -> its pretrained base (preset sides with pretrain.enabled)
+    probe: StageResult | None  # None with score files
+    cluster: StageResult | None  # None with cluster.method=none
+    select: StageResult
+
+    def results(self) -> dict[str, StageResult]:
+        """{stage name: result} in the order the stages ran: data, base/<preset>..., probe, cluster, select."""
+        out = {"data": self.data, **{b.name: b for b in self.bases.values()}}
+        out.update({k: v for k, v in (("probe", self.probe), ("cluster", self.cluster), ("select", self.select))
+                    if v is not None})
+        return out
+
+
+def front(cfg: Config, step: Step) -> Front:
+    """Walk the stages before the targets (data, base/<preset>, probe,
+    cluster, select) in order, each with its inputs and parameters, through
+    ``step``. The walk reads nothing a stage wrote (a dry run's results
+    have no output), only the config and the results' keys."""
+    d = step(data.STAGE, {}, {}, "data")
+    sides = model_sides(cfg)
+    # Presets start from a base pretrained on the synthetic corpus; checkpoints are already pretrained.
+    presets = {side: getattr(cfg, side).model for side in sides
+               if cfg.pretrain.enabled and is_preset(getattr(cfg, side).model)}
+    by_preset = {m: step(base.STAGE, {}, {"model": m}, f"base/{m}") for m in dict.fromkeys(presets.values())}
+    bases = {side: by_preset[m] for side, m in presets.items()}
+    p = step(probe.STAGE, {"data": d, "base": bases.get("probe")}, {}, "probe") if "probe" in sides else None
+    c = step(cluster.STAGE, {"data": d}, {}, "cluster") if cfg.cluster.method != "none" else None
+    s = step(select.STAGE, {"data": d, "probe": p, "cluster": c}, {}, "select")
+    return Front(d, bases, p, c, s)
+
+
+def front_keys(cfg: Config) -> tuple[dict[str, str], list[str]]:
+    """({stage name: key}, [input files that do not exist]) of the front,
+    keyed as ``run`` keys it (``stage_key``), without running anything: a
+    sweep's dry run. A missing file is keyed as empty content."""
+    keys: dict[str, str] = {}
+    missing: set[str] = set()
+
+    def plan(stage: Stage, inputs: Inputs, params: Mapping[str, Any], name: str) -> StageResult:
+        missing.update(p for p in stage.files(cfg) if not os.path.exists(p))
+        keys[name], _ = stage_key(stage, cfg, inputs, params, name)
+        return StageResult(name, keys[name], "", {})
+
+    front(cfg, plan)
+    return keys, sorted(missing)
 
 
 def run(cfg: Config, checked: bool = False) -> dict:
@@ -32,22 +105,10 @@ def run(cfg: Config, checked: bool = False) -> dict:
     meta = run_metadata(to_dict(cfg))
     atomic.write_json(work.path("run.json"), meta)
 
-    results: dict[str, StageResult] = {}
-    d = results["data"] = work.run(data.STAGE, cfg)
-    meta["data_fingerprint"] = d.summary["fingerprint"]
-    sides = [side for side, used in (("probe", cfg.select.scores_from == "probe"), ("target", cfg.target.enabled))
-             if used]
-    # Presets start from a base pretrained on the synthetic corpus; checkpoints are already pretrained.
-    presets = {side: getattr(cfg, side).model for side in sides
-               if cfg.pretrain.enabled and is_preset(getattr(cfg, side).model)}
-    by_preset = {m: work.run(base.STAGE, cfg, {}, {"model": m}, name=f"base/{m}") for m in dict.fromkeys(presets.values())}
-    bases = {side: by_preset[m] for side, m in presets.items()}
-    results.update({f"base/{m}": r for m, r in by_preset.items()})
-    p = (work.run(probe.STAGE, cfg, {"data": d, "base": bases.get("probe")}) if cfg.select.scores_from == "probe"
-         else None)
-    c = work.run(cluster.STAGE, cfg, {"data": d}) if cfg.cluster.method != "none" else None
-    s = work.run(select.STAGE, cfg, {"data": d, "probe": p, "cluster": c})
-    results.update({k: v for k, v in (("probe", p), ("cluster", c), ("select", s)) if v is not None})
+    f = front(cfg, lambda stage, inputs, params, name: work.run(stage, cfg, inputs, params, name=name))
+    meta["data_fingerprint"] = f.data.summary["fingerprint"]
+    results = f.results()
+    d, bases, p, c, s = f.data, f.bases, f.probe, f.cluster, f.select
 
     targets: dict[str, StageResult] = {}
     evaluations: dict[str, StageResult] = {}

@@ -2,7 +2,7 @@
 first stage runs (and so before the first model is built), and the workdir
 and store are checked to be writable.
 
-``config.validate`` has already checked the config's own values and that
+``lpjax.validate`` has already checked the config's own values and that
 named paths exist; this reads what they hold: the data records (loaded once
 here, and reused by the data stage), score files, the cluster file (or
 the cluster field in every record),
@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from lpjax.config import SYNTHETIC, Config, _epochs_needed, is_preset
+from lpjax.config import SYNTHETIC, Config
 from lpjax.errors import DataError, DiskError, UserError, disk_error
+from lpjax.selection.metrics import epochs_needed
 
 
 def check(cfg: Config) -> None:
@@ -54,9 +55,9 @@ def check(cfg: Config) -> None:
             embed.default_model_dir()
         except FileNotFoundError as e:
             raise UserError("cluster.method", f"minilm: {e}") from None
-    sides = [side for side, used in (("probe", cfg.select.scores_from == "probe"), ("target", cfg.target.enabled))
-             if used]
-    for side in sides:
+    from lpjax.pipeline import model_sides  # the pipeline imports this module
+
+    for side in model_sides(cfg):
         _check_model(cfg, side)
     if cfg.evaluate.answers.test_sets:
         from lpjax.evaluation.testsets import load_test_sets
@@ -106,7 +107,7 @@ def check_scores(source: str, fingerprint: str, num_records: int, metric: str) -
             raise DataError(files[row], f"perplexities must be finite and positive, got {rows[row, col]}",
                             int(col) + 1)
         name = str(path)
-    needed = max(_epochs_needed(metric), 0)
+    needed = max(epochs_needed(metric), 0)
     if rows.shape[0] < needed + 1:
         raise DataError(name, f"holds scores before training and after {rows.shape[0] - 1} epoch(s), but "
                               f"select.metric={metric} needs epoch {needed}")
@@ -119,7 +120,7 @@ def _check_model(cfg: Config, side: str) -> None:
     from lpjax.models import hf, registry
 
     s = getattr(cfg, side)
-    if is_preset(s.model):
+    if registry.is_preset(s.model):
         if s.tokenizer:
             _check_tokenizer(load_tokenizer(s.tokenizer), s.tokenizer, f"{side}.tokenizer", cfg.data.template)
         return

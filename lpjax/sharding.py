@@ -78,15 +78,17 @@ def logical_to_spec(names: Sequence[str | None], shape: Sequence[int], mesh: Mes
 
 
 def param_shardings(state: Any, mesh: Mesh) -> Any:
-    """NamedShardings for an nnx.State of parameters, from their logical names."""
+    """NamedShardings for an nnx.State of parameters (arrays, or shapes
+    alone: an abstract model's, to restore into), from their logical names."""
 
     def one(v):
         names = v.get_metadata().get("out_sharding")
+        shape = np.shape(v.get_value())
         if names is None:
-            if np.ndim(v[...]) == 0:
+            if len(shape) == 0:
                 return NamedSharding(mesh, P())
-            raise ValueError(f"parameter of shape {v[...].shape} has no logical axis names")
-        return NamedSharding(mesh, logical_to_spec(names, v[...].shape, mesh))
+            raise ValueError(f"parameter of shape {shape} has no logical axis names")
+        return NamedSharding(mesh, logical_to_spec(names, shape, mesh))
 
     shardings = jax.tree_util.tree_map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
     return shardings

@@ -14,6 +14,15 @@ _CACHE = tempfile.mkdtemp(prefix="lpjax-test-cache-")
 os.environ.setdefault("LPJAX_CACHE_DIR", _CACHE)
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
+# One persistent compilation cache for the whole session, <LPJAX_CACHE_DIR>/xla
+# (xdist's workers inherit the directory from the process that starts them):
+# every launched run turns it on itself (lpjax.launch), and the test processes
+# turn it on here for their in-process runs, so a step compiled once (same
+# program, shapes and devices) is loaded in every later test, worker and launch.
+from lpjax import tuning  # noqa: E402  (after XLA_FLAGS: imports jax without starting a backend)
+
+tuning.enable_compilation_cache()
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
 

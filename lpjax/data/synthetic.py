@@ -188,11 +188,11 @@ def select_families(families: tuple[str, ...] | list[str] | None = None) -> list
     nine when it is None or empty. An unknown or repeated name raises ValueError."""
     if not families:
         return list(TASK_FAMILIES)
-    unknown = [f for f in families if f not in TASK_FAMILIES]
-    if unknown:
-        raise ValueError(f"unknown task families {unknown}; expected some of {', '.join(TASK_FAMILIES)}")
+    for name in families:
+        if name not in TASK_FAMILIES:
+            raise ValueError(f"{name!r} is not one of {', '.join(TASK_FAMILIES)}")
     if len(set(families)) != len(families):
-        raise ValueError(f"task families named twice: {tuple(families)}")
+        raise ValueError(f"names a family twice: {tuple(families)}")
     return [f for f in TASK_FAMILIES if f in families]
 
 

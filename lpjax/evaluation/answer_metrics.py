@@ -15,7 +15,7 @@ from lpjax.data.tokenize import encode_all
 from lpjax.evaluation.heldout import normalize_answer
 from lpjax.evaluation.testsets import TestItem
 from lpjax.evaluation.textstats import length_stats
-from lpjax.scoring.score import make_score_fn, score_examples
+from lpjax.scoring.score import EVAL_OPTIONS, make_score_fn, score_examples
 
 
 def reference_loglik(graphdef: nnx.GraphDef, params: Any, tok: Any, items: Sequence[TestItem], *, template: str,
@@ -26,7 +26,8 @@ def reference_loglik(graphdef: nnx.GraphDef, params: Any, tok: Any, items: Seque
     reference are fitted into max_len as training fits them."""
     records = [{**item.record(), "output": item.reference} for item in items]
     examples = encode_all(tok, records, max_len, template, "keep_response")
-    loss_sum, count = score_examples(make_score_fn(graphdef, mesh), params, examples, batch_size, pad_multiple)
+    loss_sum, count = score_examples(make_score_fn(graphdef, mesh), params, examples, batch_size, pad_multiple,
+                                     **EVAL_OPTIONS)
     return -loss_sum, count
 
 

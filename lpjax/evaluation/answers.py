@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 
 from lpjax import atomic
 from lpjax.data.tokenize import encode_all
-from lpjax.evaluation.generate import generate
+from lpjax.evaluation.generate import decode
 from lpjax.evaluation.testsets import TestItem
 
 
@@ -48,12 +48,13 @@ def encode_prompts(tok: Any, items: Sequence[TestItem], template: str, limit: in
     return [(ex.ids[: ex.prompt_len].tolist(), ex.prompt_truncated) for ex in examples]
 
 
-def generate_answers(model: nnx.Module, tok: Any, items: Sequence[TestItem], path: str, *, template: str,
-                     max_new_tokens: int, max_len: int, batch_size: int, pad_multiple: int = 16,
+def generate_answers(graphdef: nnx.GraphDef, params: Any, tok: Any, items: Sequence[TestItem], path: str, *,
+                     template: str, max_new_tokens: int, max_len: int, batch_size: int, pad_multiple: int = 16,
                      mesh: Mesh | None = None, log: Callable[[dict], None] | None = None) -> list[dict]:
-    """Answer every item (skipping those ``path`` already answers) and return
-    the rows in item order: set, id, instruction, input, answer,
-    prompt_tokens, prompt_truncated, answer_tokens, stop ("eos" or "length")."""
+    """Answer every item with the model (graphdef, params), skipping those
+    ``path`` already answers, and return the rows in item order: set, id,
+    instruction, input, answer, prompt_tokens, prompt_truncated,
+    answer_tokens, stop ("eos" or "length")."""
     keys = [(item.set, item.id) for item in items]
     if len(set(keys)) != len(keys):
         raise ValueError("test items must have distinct (set, id) pairs")
@@ -66,8 +67,9 @@ def generate_answers(model: nnx.Module, tok: Any, items: Sequence[TestItem], pat
     eos = tok.eos_token_id
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        outputs = generate(model, [encoded[i][0] for i in chunk], max_new_tokens, eos, batch_size=batch_size,
-                           multiple=pad_multiple, pad_id=tok.pad_token_id or 0, keep_eos=True, mesh=mesh)
+        outputs = decode(graphdef, params, [encoded[i][0] for i in chunk], max_new_tokens, eos,
+                         batch_size=batch_size, multiple=pad_multiple, pad_id=tok.pad_token_id or 0, keep_eos=True,
+                         mesh=mesh)
         for i, out in zip(chunk, outputs):
             item, (prompt, cut) = todo[i], encoded[i]
             stopped = bool(out) and out[-1] == eos

@@ -18,11 +18,15 @@ On a mesh (as training and scoring run) the parameters stay where the
 sharding rules placed them, the prompt rows are split over the batch axes
 (data, fsdp), and the generated tokens come back replicated, so every
 process reads every row.
+
+``decode`` is the one decode path: held-out exact match, test-set answers
+and the lpjax judge all call it (``generate`` is it with a module).
 """
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -119,12 +123,12 @@ def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], 
     return jax.jit(generate, in_shardings=(None, rows, rows, rep, rep, rep, rep), out_shardings=(rep, rep))
 
 
-def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
-                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, mesh: Mesh | None = None):
-    """A jitted fn(params, prompts [B, P], lengths [B], key) -> (tokens
-    [B, P + max_new_tokens], cursor [B]): row b's generated tokens are
+def _decode_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None,
+               temperature: float, top_k: int, top_p: float, mesh: Mesh | None):
+    """fn(params, prompts [B, P], lengths [B], key) -> (tokens [B, P +
+    max_new_tokens], cursor [B]): row b's generated tokens are
     tokens[b, lengths[b]:cursor[b]], EOS included when it was emitted.
-    temperature 0 is greedy (key unused). With a mesh, B must divide by its
+    temperature 0 is greedy (key unused). With a mesh, B divides by its
     data x fsdp size, and prompts/lengths are this process's rows of the
     batch (all of them with one process)."""
     decoder = _decoder(graphdef, max_new_tokens, _eos_ids(eos_id), temperature != 0.0, mesh)
@@ -140,20 +144,9 @@ def make_generate_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | 
     return generate
 
 
-def make_greedy_fn(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int | Sequence[int] | None):
-    """Greedy decoding: fn(params, prompts [B, P], lengths [B]) -> (tokens, cursor)."""
-    generate = make_generate_fn(graphdef, max_new_tokens, eos_id)
-    key = jax.random.key(0)
-
-    def greedy(params, prompts, lengths):
-        return generate(params, prompts, lengths, key)
-
-    return greedy
-
-
 def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple: int,
-         eos_id: int | Sequence[int] | None, pad_id: int, keep_eos: bool, key: jax.Array | None,
-         mesh: Mesh | None = None) -> list[list[int]]:
+         eos_id: int | Sequence[int] | None, pad_id: int, keep_eos: bool, key: jax.Array,
+         mesh: Mesh | None) -> list[list[int]]:
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (e.g. BOS)")
     if mesh is not None and batch_size % sharding.data_parallel_size(mesh):
@@ -170,11 +163,8 @@ def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple
             lengths[row] = len(prompts[i])
         # With several processes each feeds its own rows; all read every row back.
         local = slice(None) if mesh is None else sharding.local_rows(mesh, planned.rows)
-        if key is None:
-            result = fn(params, tokens[local], lengths[local])
-        else:
-            key, sub = jax.random.split(key)
-            result = fn(params, tokens[local], lengths[local], sub)
+        key, sub = jax.random.split(key)
+        result = fn(params, tokens[local], lengths[local], sub)
         tokens, cur = (np.asarray(x) for x in result)
         for row, i in enumerate(chunk):
             new = tokens[row, lengths[row] : cur[row]].tolist()
@@ -183,30 +173,32 @@ def _run(fn, params, prompts: Sequence[Sequence[int]], batch_size: int, multiple
     return out
 
 
-def greedy_generate(
-    greedy_fn, params, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int, multiple: int,
-    eos_id: int, pad_id: int = 0,
+def decode(
+    graphdef: nnx.GraphDef, params: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+    eos_id: int | Sequence[int] | None, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+    seed: int = 0, batch_size: int = 8, multiple: int = 8, pad_id: int = 0, keep_eos: bool = False,
+    mesh: Mesh | None = None,
 ) -> list[list[int]]:
-    """Generated token ids per prompt (up to and excluding EOS), with a fn from make_greedy_fn.
+    """The decode path: the new tokens of every prompt, cut before EOS (or
+    including it with keep_eos), greedy when temperature is 0, else sampled
+    from a key seeded by ``seed``. Held-out exact match
+    (lpjax/evaluation/heldout.py), test-set answers (answers.py) and the
+    lpjax judge (judge/backends.py) all decode here.
 
-    Prompts are batched by length; each batch's prompt buffer is a multiple
-    of ``multiple`` long, so jit compiles a few shapes only."""
-    del max_new_tokens  # fixed when greedy_fn was made
-    return _run(greedy_fn, params, prompts, batch_size, multiple, eos_id, pad_id, False, None)
-
-
-def generate(
-    model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, eos_id: int | Sequence[int] | None,
-    *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-    multiple: int = 8, pad_id: int = 0, keep_eos: bool = False, mesh: Mesh | None = None,
-) -> list[list[int]]:
-    """Generate for every prompt with a model: greedy when temperature is 0,
-    otherwise sampled from a key seeded by ``seed``. Returns the new tokens
-    per prompt, cut before EOS (or including it with keep_eos). With a mesh
-    the model's parameters are placed by the sharding rules (unless already
-    on it) and each batch's rows split over its batch axes."""
-    graphdef, params = nnx.split(model)
+    Prompts are batched by length, ``batch_size`` rows a batch, each
+    batch's prompt buffer a multiple of ``multiple`` long (jit compiles a
+    few shapes only). With a mesh the parameters are placed by the sharding
+    rules (a no-op for parameters already placed so) and each batch's rows
+    split over data x fsdp, which ``batch_size`` must divide by."""
     if mesh is not None:
         params = sharding.shard_params(params, mesh)
-    fn = make_generate_fn(graphdef, max_new_tokens, eos_id, temperature, top_k, top_p, mesh)
+    fn = _decode_fn(graphdef, max_new_tokens, eos_id, temperature, top_k, top_p, mesh)
     return _run(fn, params, prompts, batch_size, multiple, eos_id, pad_id, keep_eos, jax.random.key(seed), mesh)
+
+
+def generate(model: nnx.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+             eos_id: int | Sequence[int] | None, **options: Any) -> list[list[int]]:
+    """``decode`` with a module in place of (graphdef, params); the same
+    keyword options."""
+    graphdef, params = nnx.split(model)
+    return decode(graphdef, params, prompts, max_new_tokens, eos_id, **options)

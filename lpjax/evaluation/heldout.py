@@ -20,10 +20,10 @@ from jax.sharding import Mesh
 from lpjax.config import EvaluateConfig
 from lpjax.data.tokenize import Example
 from lpjax.errors import DataError
-from lpjax.evaluation.generate import greedy_generate, make_greedy_fn
+from lpjax.evaluation.generate import decode
 from lpjax.evaluation.testsets import TestItem, TestSetSpec, load_test_set, parse_spec
 from lpjax.loss import perplexity
-from lpjax.scoring.score import make_score_fn, score_examples
+from lpjax.scoring.score import EVAL_OPTIONS, make_score_fn, score_examples
 
 LENGTH_EDGES = (16, 64, 256)
 
@@ -77,15 +77,18 @@ def loss_by_length(loss_sum: np.ndarray, count: np.ndarray, edges: Sequence[int]
 
 def evaluate_model(graphdef: nnx.GraphDef, params: Any, tok: Any, records: Sequence[dict],
                    examples: Sequence[Example], prompts: Sequence[str], e: EvaluateConfig,
-                   num_samples: int = 5) -> dict:
+                   num_samples: int = 5, mesh: Mesh | None = None) -> dict:
     """Response loss and mean perplexity of ``examples`` (the encoded
     ``records``), overall and by response length (``by_length``), and with
     ``e.generate`` exact match of greedy answers against each record's
     output, overall and per task family (``kind``) where records have one,
     with the first ``num_samples`` generations (``prompts``: their prompt
     texts). Without ``e.generate`` nothing is generated and the result has
-    no exact_match, exact_match_by_kind or samples."""
-    loss_sum, count = score_examples(make_score_fn(graphdef), params, examples, e.batch_size, e.pad_multiple)
+    no exact_match, exact_match_by_kind or samples. With a mesh, scoring and
+    decoding split each batch's rows over its data x fsdp axes (``params``
+    placed by the sharding rules)."""
+    loss_sum, count = score_examples(make_score_fn(graphdef, mesh), params, examples, e.batch_size, e.pad_multiple,
+                                     **EVAL_OPTIONS)
     result = {
         "num_examples": len(records),
         "loss": float(loss_sum.sum() / max(count.sum(), 1)),
@@ -94,9 +97,9 @@ def evaluate_model(graphdef: nnx.GraphDef, params: Any, tok: Any, records: Seque
     }
     if not e.generate:
         return result
-    greedy = make_greedy_fn(graphdef, e.max_new_tokens, tok.eos_token_id)
-    outputs = greedy_generate(greedy, params, [ex.ids[: ex.prompt_len].tolist() for ex in examples],
-                              e.max_new_tokens, e.batch_size, e.pad_multiple, tok.eos_token_id, tok.pad_token_id or 0)
+    outputs = decode(graphdef, params, [ex.ids[: ex.prompt_len].tolist() for ex in examples], e.max_new_tokens,
+                     tok.eos_token_id, batch_size=e.batch_size, multiple=e.pad_multiple, pad_id=tok.pad_token_id or 0,
+                     mesh=mesh)
     texts = [tok.decode(o, skip_special_tokens=True) for o in outputs]
     hits = np.array([normalize_answer(t) == normalize_answer(r["output"]) for t, r in zip(texts, records)])
     result["exact_match"] = float(hits.mean()) if len(hits) else 0.0

@@ -12,7 +12,7 @@ Interface of a model (a Flax NNX module):
   LM-head bias), so the loss never materializes full logits.
 - ``__call__(tokens) -> logits [B, T, V]`` in fp32.
 - ``init_cache(batch, length)`` and ``forward_cached(tokens, positions,
-  cache, prefill)`` for KV-cached generation (lpjax/generate.py).
+  cache, prefill)`` for KV-cached generation (lpjax/evaluation/generate.py).
 - ``cfg``: the family's frozen config dataclass.
 
 Logical axis names used by the parameters (lpjax/sharding.py maps them):

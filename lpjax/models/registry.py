@@ -33,6 +33,11 @@ def is_checkpoint(spec: str) -> bool:
     return hf.is_checkpoint_dir(spec)
 
 
+def is_preset(spec: str) -> bool:
+    """A model spec that names a preset, not a checkpoint directory."""
+    return spec in PRESETS and not os.path.isdir(spec)
+
+
 def _not_causal(where: str, what: str) -> CheckpointError:
     causal = ", ".join(name for name, fam in FAMILIES.items() if fam.causal)
     return CheckpointError(where, f"{what} is an encoder, not a causal language model; a probe or target must be one "

@@ -170,6 +170,13 @@ def auto_token_budget(score_fn: "ScoreFn", params: Any, model_cfg: Any, examples
     return {**record, "source": "measured"}
 
 
+# What held-out scoring of a tuned model runs with: the LM head only at
+# response positions and the template's preambles once per pass, the
+# probe's own defaults (the same losses to fp32 rounding, fewer FLOPs; a
+# long-context reference set spends most of its tokens in the prompt).
+EVAL_OPTIONS = {"response_head": True, "shared_prefix": True}
+
+
 def score_examples(score_fn: ScoreFn, params: Any, examples: Sequence, batch_size: int = 64, multiple: int = 16,
                    **options) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample (loss sum, response token count) over all examples, in

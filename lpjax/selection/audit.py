@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from lpjax import atomic
+from lpjax import atomic, markdown
 from lpjax.data.formats import FIELDS
 from lpjax.selection.select import select_hardest
 from lpjax.selection.transfer import rank_correlation
@@ -632,14 +632,9 @@ def _total(x: Any) -> str:
     return "n/a" if not math.isfinite(value) else f"{value:,.0f}"
 
 
-def _cell(value: Any) -> str:
-    # A "|" inside a value (a group name, say) would split the markdown cell.
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    return ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows), ""]
+    # Cells escaped: a "|" inside a value (a group name, say) would split the markdown cell.
+    return [*markdown.table(header, rows, markdown.escaped), ""]
 
 
 def _length_section(result: Mapping) -> list[str]:

@@ -92,7 +92,7 @@ def assign(records: list[dict], c: ClusterConfig, seed: int, source: str = "reco
         return field_clusters(records, c.field, source, index)
     if c.method != "minilm":
         raise ValueError(f"cluster.method={c.method!r} assigns no clusters here (none: no cluster stage; "
-                         "auto: resolved by config.finalize)")
+                         "auto: resolved by validate.finalize)")
     from lpjax.selection import embed, kmeans
 
     vectors = embed.embed_records(records, model_dir=c.embed_model or None)

@@ -78,6 +78,15 @@ def default_model_dir() -> str:
                             f"under {list(spec.submodule_search_locations)}")
 
 
+def minilm_installed() -> bool:
+    """Whether the gt package's all-MiniLM-L6-v2 weights are installed."""
+    try:
+        default_model_dir()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def pooling_mode(model_dir: str) -> str:
     """'mean' or 'cls', from the sentence-transformers module files of `model_dir`.
 

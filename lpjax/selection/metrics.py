@@ -148,6 +148,14 @@ def compute_metric(name: str, scores: np.ndarray, response_only: np.ndarray | No
     return lp(scores, int(_LP_NAME.match(name).group(1)))
 
 
+def epochs_needed(name: str) -> int:
+    """The last probe epoch metric `name` reads (0: none after training)."""
+    if name == "lp_app":
+        return 1
+    match = re.fullmatch(r"(?:lp|ifd)(\d+)", name)
+    return int(match.group(1)) if match else 0
+
+
 def hard_is_low(name: str) -> bool:
     """Whether low values of metric `name` mark the hard samples."""
     return HARD_END[_family(name)] == "low"

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from lpjax import atomic
+from lpjax import atomic, markdown
 from lpjax.selection.select import select_hardest, select_per_cluster
 
 METHODS = ("kendall", "spearman")
@@ -219,16 +219,14 @@ def transfer_report(
     ]
     pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
     if pairs:
-        lines += ["| A | B | " + " | ".join(f"{p:g} %" for p in percents) + " |",
-                  "|---|---|" + "---|" * len(percents)]
-        for i, j in pairs:
-            cells = []
-            for p in percents:
-                cell = _fmt(overlaps["global"][p][i, j])
-                if clusters is not None:
-                    cell += f" [{_fmt(overlaps['per_cluster'][p][i, j])}]"
-                cells.append(cell)
-            lines.append(f"| {labels[i]} | {labels[j]} | " + " | ".join(cells) + " |")
+        def cell(i: int, j: int, p: float) -> str:
+            text = _fmt(overlaps["global"][p][i, j])
+            if clusters is not None:
+                text += f" [{_fmt(overlaps['per_cluster'][p][i, j])}]"
+            return text
+
+        lines += markdown.table(["A", "B", *(f"{p:g} %" for p in percents)],
+                                [[labels[i], labels[j], *(cell(i, j, p) for p in percents)] for i, j in pairs])
     else:
         lines.append("(one vector: nothing to compare)")
     lines.append("")

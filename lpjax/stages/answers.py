@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import os
 
-from flax import nnx
-
-from lpjax import atomic, sharding
+from lpjax import atomic
 from lpjax.evaluation.answer_metrics import reference_loglik, set_metrics
 from lpjax.evaluation.answers import generate_answers
 from lpjax.evaluation.testsets import load_test_sets, parse_spec
-from lpjax.models import registry
-from lpjax.stages.common import make_mesh, model_spec, side_tokenizer
-from lpjax.training.checkpoint import load_params
+from lpjax.stages.common import make_mesh, tuned_target
 from lpjax.workdir import Stage, StageContext
 
 ANSWERS_FILE = "answers.jsonl"
@@ -29,14 +25,10 @@ ANSWERS_FILE = "answers.jsonl"
 
 def run(ctx: StageContext) -> dict:
     cfg, data, target = ctx.cfg, ctx.inputs["data"], ctx.inputs["target"]
-    t, a = cfg.target, cfg.evaluate.answers
-    base = ctx.inputs["base"]
-    tok = side_tokenizer(t, data, base)
-    graphdef, like = nnx.split(registry.abstract_model(model_spec(t, base), len(tok), t.compute_dtype))
-    mesh = make_mesh(cfg.mesh)
-    params = sharding.shard_params(load_params(os.path.join(target.dir, "params"), like), mesh)
+    a, mesh = cfg.evaluate.answers, make_mesh(cfg.mesh)
+    tok, graphdef, params = tuned_target(cfg.target, data, ctx.inputs["base"], target, mesh)
     items = load_test_sets(a.test_sets)
-    rows = generate_answers(nnx.merge(graphdef, params), tok, items, os.path.join(ctx.out, ANSWERS_FILE),
+    rows = generate_answers(graphdef, params, tok, items, os.path.join(ctx.out, ANSWERS_FILE),
                             template=cfg.data.template, max_new_tokens=a.max_new_tokens, max_len=a.max_len,
                             batch_size=a.batch_size, pad_multiple=a.pad_multiple, mesh=mesh, log=ctx.log_metrics)
     refs = [item for item in items if item.reference is not None]

@@ -1,15 +1,18 @@
-"""What the probe, target and evaluate stages share: each side's tokenizer,
-model and encoding."""
+"""What the probe, target, evaluate and answers stages share: each side's
+tokenizer, model and encoding, the tuned target, the mesh."""
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
 
+from flax import nnx
+
 from lpjax import sharding
 from lpjax.data import formats, tokenize
 from lpjax.data.tokenizer import load_tokenizer
 from lpjax.models import registry
+from lpjax.training.checkpoint import load_params
 from lpjax.workdir import StageResult
 
 # The data settings every model-facing stage encodes records with.
@@ -41,6 +44,21 @@ def side_model(side: Any, data: StageResult, base: StageResult | None, seed: int
     checkpoint with its weights, or a preset initialized from ``seed``."""
     tok = side_tokenizer(side, data, base)
     return tok, registry.load_model(model_spec(side, base), len(tok), seed, side.compute_dtype)
+
+
+def tuned_target(side: Any, data: StageResult, base: StageResult | None, target: StageResult,
+                 mesh: Any) -> tuple[Any, nnx.GraphDef, Any]:
+    """(tokenizer, graphdef, params) of the target a target/<subset> stage
+    tuned (``target``: its result; ``side``: the target config section),
+    the params read from its params/ straight onto ``mesh`` as
+    lpjax/sharding.py's rules place them. Only the model's structure is
+    built: the tuned params replace every weight, so the pretrained
+    checkpoint is never read. Every reader of a tuned target (evaluate,
+    answers) loads it here."""
+    tok = side_tokenizer(side, data, base)
+    graphdef, like = nnx.split(registry.abstract_model(model_spec(side, base), len(tok), side.compute_dtype))
+    params = load_params(os.path.join(target.dir, "params"), like, sharding.param_shardings(like, mesh))
+    return tok, graphdef, params
 
 
 def encode(data_cfg: Any, tok: Any, records: list[dict]) -> list[tokenize.Example]:

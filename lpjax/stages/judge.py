@@ -1,5 +1,5 @@
 """judge/<a>-vs-<b>: a judge compares two targets' answers to the test sets
-(lpjax/evaluation/judge.py), both orders per question.
+(lpjax/evaluation/judge/), both orders per question.
 
 Inputs: ``answers_a`` and ``answers_b`` (two answers/<subset> results; a is
 the selection's target, b a baseline's); params ``{"a": subset, "b":
@@ -11,17 +11,19 @@ tie, lose, unparsed, winning_score, win_rate, ci95, flip_rate, per_set (the
 same figures per test set), lengths, tokens, requests, judge.
 
 The judge's identity (backend and model name, or a checkpoint's content)
-is keyed; where it is served (base_url), the API key, concurrency, timeout
-and retries are not: they cannot change a reply."""
+is keyed; where it is served (base_url, or for a local checkpoint the
+run's mesh), the API key, concurrency, timeout and retries are not: they
+cannot change a reply."""
 from __future__ import annotations
 
 import os
 
 from lpjax import atomic
 from lpjax.evaluation.answers import read_answers
-from lpjax.evaluation.judge import judge_pairwise
+from lpjax.evaluation.judge import JudgeSettings, judge_pairwise
 from lpjax.evaluation.testsets import TestItem
 from lpjax.stages.answers import ANSWERS_FILE
+from lpjax.stages.common import make_mesh
 from lpjax.workdir import Stage, StageContext, Workdir
 
 
@@ -40,11 +42,11 @@ def run(ctx: StageContext) -> dict:
     if set(b) != {(r["set"], r["id"]) for r in a}:
         raise ValueError(f"answers of {ctx.params['a']!r} and {ctx.params['b']!r} are to different prompts")
     items = [TestItem(r["id"], r["instruction"], r["input"], None, r["set"]) for r in a]
-    result = judge_pairwise(j.base_url, j.model, items, [r["answer"] for r in a],
-                            [b[(r["set"], r["id"])]["answer"] for r in a], Workdir(cfg.workdir, cfg.store).store,
-                            backend=j.backend, api_key_env=j.api_key_env, temperature=j.temperature,
-                            max_tokens=j.max_tokens, concurrency=j.concurrency, timeout=j.timeout,
-                            max_retries=j.max_retries, bootstrap=j.bootstrap, seed=cfg.seed)
+    # A local checkpoint judges on the run's mesh, as the answers were decoded.
+    mesh = make_mesh(cfg.mesh) if j.backend == "lpjax" else None
+    result = judge_pairwise(items, [r["answer"] for r in a], [b[(r["set"], r["id"])]["answer"] for r in a],
+                            Workdir(cfg.workdir, cfg.store).store, JudgeSettings.from_config(j, seed=cfg.seed),
+                            mesh=mesh)
     figures = {"a": ctx.params["a"], "b": ctx.params["b"], **result.to_dict()}
     verdicts, unparsed = figures.pop("verdicts"), figures.pop("unparsed_replies")
     atomic.write_json(os.path.join(ctx.out, "results.json"), figures)
@@ -62,6 +64,6 @@ JUDGE = "evaluate.judge"
 STAGE = Stage("judge", run,
               reads=("seed", *(f"{JUDGE}.{f}" for f in ("backend", "model", "temperature", "max_tokens", "bootstrap"))),
               needs=("answers_a", "answers_b"),
-              runtime=("workdir", "store", *(f"{JUDGE}.{f}" for f in ("base_url", "api_key_env", "concurrency",
-                                                                     "timeout", "max_retries"))),
+              runtime=("workdir", "store", "mesh",
+                       *(f"{JUDGE}.{f}" for f in ("base_url", "api_key_env", "concurrency", "timeout", "max_retries"))),
               files=_files)

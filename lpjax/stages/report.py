@@ -8,8 +8,9 @@ import os
 import numpy as np
 
 from lpjax import atomic
-from lpjax.config import minilm_installed
+from lpjax.markdown import flops, table
 from lpjax.scoring.store import ScoreStore
+from lpjax.selection.embed import minilm_installed
 from lpjax.workdir import Stage, StageContext
 
 
@@ -18,15 +19,9 @@ def _load(path: str):
         return json.load(f)
 
 
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(fmt(v) for v in row) + " |" for row in rows
-    ]
-
-
-def _flops(x: float) -> str:
-    return f"{x:.2e}"
+def _cell(v) -> str:
+    """A report table's cell: floats to 4 decimals."""
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def answers_section(answered: dict) -> list[str]:
@@ -45,14 +40,14 @@ def answers_section(answered: dict) -> list[str]:
             ref = m.get("reference") or {}
             rows.append([name, set_name, m["num"], m["lengths"]["mean_words"], m["lengths"]["empty"],
                          m["stopped_at_limit"], ref.get("loglik_per_token", ""), ref.get("exact_match", "")])
-    lines += _table(["target", "set", "answers", "mean words", "empty", "cut at limit", "reference loglik/token",
-                     "reference exact match"], rows)
+    lines += table(["target", "set", "answers", "mean words", "empty", "cut at limit", "reference loglik/token",
+                    "reference exact match"], rows, _cell)
     return lines + [""]
 
 
 def judge_section(judged: dict, judge_cfg) -> list[str]:
     """The pairwise judge's verdicts: the selection's target against each
-    baseline's, both orders per question (lpjax/evaluation/judge.py)."""
+    baseline's, both orders per question (lpjax/evaluation/judge/)."""
     from lpjax.stages.judge import status
 
     lines = ["## Pairwise judge", "", status(judge_cfg), ""]
@@ -77,8 +72,8 @@ def judge_section(judged: dict, judge_cfg) -> list[str]:
                    "b longer": f"`{r['b']}` answered longer"}.get(side, side)
             rows.append([f"  {who}", per["win"], per["tie"], per["lose"], per["unparsed"],
                          per["winning_score"] if per["winning_score"] is not None else "", "", "", ""])
-    lines += _table(["pair", "win", "tie", "lose", "unparsed", "winning score", "95 % interval", "flip rate",
-                     "judge tokens"], rows)
+    lines += table(["pair", "win", "tie", "lose", "unparsed", "winning score", "95 % interval", "flip rate",
+                    "judge tokens"], rows, _cell)
     return lines + [""]
 
 
@@ -95,15 +90,15 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
         c = probe.summary["cost"]
         rows.append(["selection: probe training", c["train_tokens"], "", c["train_seconds"], "", ""])
         rows.append(["selection: probe scoring", c["score_tokens"], "", c["score_seconds"], "", ""])
-        rows.append(["selection, total", c["train_tokens"] + c["score_tokens"], _flops(c["flops"]),
+        rows.append(["selection, total", c["train_tokens"] + c["score_tokens"], flops(c["flops"]),
                      c["train_seconds"] + c["score_seconds"], c.get("compile_seconds", ""), ""])
     for name, t in targets.items():
         c = t.summary.get("cost")
         if c:
             quality = results[name].get("exact_match", "") if name in results else ""
-            rows.append([f"target tuned on `{name}`", c["tokens"], _flops(c["flops"]), c["seconds"],
+            rows.append([f"target tuned on `{name}`", c["tokens"], flops(c["flops"]), c["seconds"],
                          c.get("compile_seconds", ""), quality])
-    lines += _table(["step", "tokens", "FLOPs", "seconds", "of which compiling s", "exact match"], rows)
+    lines += table(["step", "tokens", "FLOPs", "seconds", "of which compiling s", "exact match"], rows, _cell)
     full = targets.get("full")
     chosen = targets.get(metric)
     if full is not None and chosen is not None and probe is not None and "cost" in probe.summary:
@@ -113,7 +108,7 @@ def cost_section(inp: dict, results: dict, metric: str) -> list[str]:
     for preset, b in sorted({b.summary["preset"]: b for b in bases.values()}.items()):
         s = b.summary
         lines += ["", f"Not counted above, as a downloaded checkpoint would not be: pretraining the base `{preset}` "
-                  f"({s['tokens']} tokens, {_flops(s['flops'])} FLOPs, {s['seconds']:.1f} s)."]
+                  f"({s['tokens']} tokens, {flops(s['flops'])} FLOPs, {s['seconds']:.1f} s)."]
     return lines + [""]
 
 
@@ -160,7 +155,7 @@ def target_section(results: dict, sel_summary: dict, t) -> list[str]:
     rows = [[name, sel_summary["subsets"][name], tokens.get(name, ""), r["loss"], r["mean_ppl"]]
             + [r["reference_sets"][n]["loss"] if n in r.get("reference_sets", {}) else "" for n in sets]
             + ([r["exact_match"]] if generated else []) for name, r in results.items()]
-    lines += _table(header, rows)
+    lines += table(header, rows, _cell)
     by_length = {name: {"held-out": r.get("by_length", []),
                         **{n: r["reference_sets"][n]["by_length"] for n in r.get("reference_sets", {})}}
                  for name, r in results.items()}
@@ -169,14 +164,15 @@ def target_section(results: dict, sel_summary: dict, t) -> list[str]:
         lines += ["", "Response loss by reference length (response tokens, EOS included; records per bin in "
                       "brackets):", ""]
         columns = [(ev, b["bin"], b["num"]) for ev, bins in first.items() for b in bins if b["num"]]
-        lines += _table(["subset"] + [f"{ev} {label} ({n})" for ev, label, n in columns],
-                        [[name] + [next((b["loss"] for b in per[ev] if b["bin"] == label), "")
-                                   for ev, label, _ in columns] for name, per in by_length.items()])
+        lines += table(["subset"] + [f"{ev} {label} ({n})" for ev, label, n in columns],
+                       [[name] + [next((b["loss"] for b in per[ev] if b["bin"] == label), "")
+                                  for ev, label, _ in columns] for name, per in by_length.items()], _cell)
     by_kind = {n: r["exact_match_by_kind"] for n, r in results.items() if "exact_match_by_kind" in r}
     if by_kind:
         kinds = sorted(next(iter(by_kind.values())))
         lines += ["", "Exact match by task family:", ""]
-        lines += _table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds])
+        lines += table(["family"] + list(by_kind), [[k] + [by_kind[n][k] for n in by_kind] for k in kinds],
+                       _cell)
     return lines + [""]
 
 

@@ -48,7 +48,18 @@ def save_params(path: str, params: Any) -> None:
         ckptr.save(os.path.abspath(path), params, force=True)
 
 
-def load_params(path: str, like: Any) -> Any:
+def load_params(path: str, like: Any, shardings: Any = None) -> Any:
+    """The weights save_params wrote, in the structure of ``like`` (arrays
+    or shapes alone). ``shardings``: a tree of their shardings
+    (lpjax/sharding.py ``param_shardings``): each array is read straight
+    into its shards, never whole onto one device."""
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    if shardings is not None:
+        leaves, treedef = jax.tree_util.tree_flatten(abstract)
+        placed = jax.tree_util.tree_leaves(shardings)
+        if len(placed) != len(leaves):
+            raise ValueError(f"{len(placed)} shardings for {len(leaves)} parameters")
+        abstract = treedef.unflatten([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+                                      for x, s in zip(leaves, placed)])
     with ocp.StandardCheckpointer() as ckptr:
         return ckptr.restore(os.path.abspath(path), abstract)

@@ -7,8 +7,9 @@ where there is one), with no traceback and no stage output (the checks run
 before the first model is built, so each takes seconds). Awkward but valid
 inputs must run to the end, and report.md must say what was seen.
 
-The launches run in a small pool of subprocesses, once per module; each case
-is one test that reads its result.
+The launches run once per module, three at a time, each in its own process
+(forked from one interpreter that imported lpjax once: tests/forked_launch.py);
+each case is one test that reads its result.
 """
 import json
 import os
@@ -17,12 +18,12 @@ import re
 import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.forked_launch import run_lanes
 
 MICRO = "configs/lp_app.py:micro"
 SELECT = "configs/select_only.py"
@@ -345,21 +346,22 @@ ACCEPT = {
 
 # ---------------------------------------------------------------- running them
 
-def _launch(config, args, workdir, cache):
+def _argv(config, args, workdir):
     if config == MICRO and not any(a.startswith("--config.cluster.method=") for a in args):
         # The embedded default clusters by its records' `kind`, which these files lack.
         args = [*args, "--config.cluster.method=none"]
-    cmd = [sys.executable, "-m", "lpjax.launch", f"--config={config}", f"--config.workdir={workdir}", *args]
-    # The accepted runs compile the same train and scoring steps: compile once.
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_COMPILATION_CACHE_DIR": cache,
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    env.pop("LPJAX_TRACEBACK", None)
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    return [f"--config={config}", f"--config.workdir={workdir}", *args]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, checkpoint):
-    """Every case launched once, three at a time; {case: (dir, expected, proc)}."""
+    """Every case launched once, three at a time; {case: (dir, expected, proc)}.
+
+    Each launch is its own process running the launcher's main, as
+    `python -m lpjax.launch` does, forked from one interpreter that imported
+    lpjax once (tests/forked_launch.py): its exit status and stderr are the
+    launch's own. The accepted runs compile the same train and scoring steps
+    once: lpjax's compilation cache is the test session's (tests/conftest.py)."""
     root = tmp_path_factory.mktemp("corpus")
     store = root / "shared-store"  # accepted runs share the pretrained base
     jobs = {}
@@ -371,10 +373,11 @@ def results(tmp_path_factory, checkpoint):
             if kind == "accept":
                 args = args + [f"--config.store={store}"]
             jobs[name] = (d, config, args, expected)
-    with ThreadPoolExecutor(3) as pool:
-        futures = {name: pool.submit(_launch, config, args, d / "w", str(root / "jax-cache"))
-                   for name, (d, config, args, _) in jobs.items()}
-        return {name: (jobs[name][0], jobs[name][3], f.result()) for name, f in futures.items()}
+    env = {**os.environ, "XLA_FLAGS": ""}  # one CPU device, as a user's plain run
+    env.pop("LPJAX_TRACEBACK", None)
+    procs = run_lanes([[{"name": name, "argv": _argv(config, args, d / "w")}]
+                       for name, (d, config, args, _) in jobs.items()], cwd=REPO, env=env, parallel=3, timeout=900)
+    return {name: (jobs[name][0], jobs[name][3], procs[name]) for name in jobs}
 
 
 def test_corpus_is_large_enough():

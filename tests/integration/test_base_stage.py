@@ -8,11 +8,12 @@ import pytest
 from absl import logging
 
 from configs.lp_app import get_config
-from lpjax import config, pipeline
+from lpjax import pipeline
 from lpjax.data import corpus
 from lpjax.data.formats import load_records
 from lpjax.data.template import build_prompt
 from lpjax.scoring.store import ScoreStore
+from lpjax.validate import finalize, validate
 
 torch = pytest.importorskip("torch")
 
@@ -52,7 +53,7 @@ def test_probe_starts_from_the_pretrained_base(tmp_path):
     # No prompt shortened (the micro BPE spends many tokens per word), so the
     # reference can score each record's whole prompt.
     cfg.data.max_len = 256
-    config.validate(config.finalize(cfg))
+    validate(finalize(cfg))
     stages = pipeline.run(cfg)["stages"]
     base_dir = stages["base/llama-micro"].summary["model"]
     tok = AutoTokenizer.from_pretrained(base_dir)

@@ -7,11 +7,12 @@ import numpy as np
 from absl import logging
 
 from configs.lp_app import get_config
-from lpjax import config, pipeline
+from lpjax import pipeline
 from lpjax.data import tokenize
 from lpjax.data.formats import load_records
 from lpjax.data.tokenizer import load_tokenizer
 from lpjax.models import registry
+from lpjax.validate import finalize, validate
 
 
 def reference_ppl(model, sequences: list[list[int]], first_scored: list[int]) -> np.ndarray:
@@ -38,7 +39,7 @@ def test_ifd_selects_by_ppl_with_prompt_over_ppl_alone(tmp_path):
     cfg.select.metric = "ifd"  # row 0: the untuned probe, i.e. its pretrained base
     cfg.target.enabled = cfg.evaluate.enabled = False
     cfg.cluster.method = "none"  # the global rule: the expectation below is a plain top-k
-    config.validate(config.finalize(cfg))
+    validate(finalize(cfg))
     w = pipeline.run(cfg)["workdir"]
     path = lambda *parts: os.path.join(w, *parts)
     records = load_records(path("data", "train.jsonl"))

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lpjax.evaluation import JudgeError, judge_pairwise
+from lpjax.evaluation import JudgeError, JudgeSettings, judge_pairwise
 from tests.conftest import REPO
 from tests.integration.judge_server import USAGE, ScriptedJudge
 
@@ -92,8 +92,9 @@ def test_scripted_judge_counts_retries_and_reruns(tmp_path, monkeypatch):
         # The judge saw question 2's input after its instruction.
         assert ("question 2\n\nwith some input", "alpha 2") in judge.received
 
-        again = judge_pairwise(judge.base_url, "judge-model", QUESTIONS, A, B, str(tmp_path),
-                               api_key_env="LPJAX_TEST_KEY", **OPTIONS)
+        # The same judge named by a JudgeSettings: the same requests, all cached.
+        settings = JudgeSettings(base_url=judge.base_url, model="judge-model", api_key_env="LPJAX_TEST_KEY", **OPTIONS)
+        again = judge_pairwise(QUESTIONS, A, B, str(tmp_path), settings)
         assert sum(judge.received.values()) == 16 + 3  # the rerun sent nothing
     assert again.requests == {"total": 16, "sent": 0, "cached": 16}
     assert {**again.to_dict(), "requests": None} == {**result.to_dict(), "requests": None}

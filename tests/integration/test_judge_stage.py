@@ -13,6 +13,7 @@ from configs.lp_app import get_config
 from lpjax import config
 from lpjax.config import get_path
 from lpjax.stages import answers, data, judge, target
+from lpjax.validate import finalize, validate
 from lpjax.workdir import Workdir
 from tests.integration.judge_server import ScriptedJudge
 
@@ -65,7 +66,7 @@ def run(tmp_path_factory):
 
 
 def judged(cfg, work, found):
-    config.validate(config.finalize(cfg))
+    validate(finalize(cfg))
     return work.run(judge.STAGE, cfg, {"answers_a": found["lp_app"], "answers_b": found["random"]},
                     {"a": "lp_app", "b": "random"}, name="judge/lp_app-vs-random")
 

@@ -9,18 +9,18 @@ SIGKILL itself the n-th time (counted in that process) it reaches the named
 point. The kills are chained in one workdir (each rerun resumes what the last
 one left and is killed again further on), so the whole test costs about two
 pipeline runs plus one start-up per kill, and the uninterrupted reference run
-goes alongside in a second process.
+goes alongside in a second process. Every launch is a process of its own,
+forked from one interpreter that imported lpjax once (tests/forked_launch.py).
 """
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.forked_launch import run_lanes
 
 NUM_TRAIN = 240  # the micro variant's synthetic training records
 
@@ -53,18 +53,12 @@ KILLS = [
 ]
 
 
-def _launch(workdir, cluster_file, kill=None, wait=True, cache=None):
-    # One compilation cache for every process: a restart reuses the compiled
-    # steps instead of compiling them again (the executables are the same).
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_COMPILATION_CACHE_DIR": cache,
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    env.pop("LPJAX_KILL_AT", None)
-    if kill:
-        env["LPJAX_KILL_AT"] = f"{kill[0]}:{kill[1]}"
-    cmd = [sys.executable, "-m", "lpjax.launch", *ARGS, f"--config.cluster.file={cluster_file}",
-           f"--config.workdir={workdir}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc.communicate(timeout=600) + (proc.returncode,) if wait else proc
+def _job(name, workdir, cluster_file, kill=None):
+    """One launch of the micro pipeline on ``workdir``; with ``kill``, set to
+    SIGKILL itself at that point (and the chain stops unless it did)."""
+    job = {"name": name, "argv": [*ARGS, f"--config.cluster.file={cluster_file}", f"--config.workdir={workdir}"],
+           "env": {"LPJAX_KILL_AT": f"{kill[0]}:{kill[1]}" if kill else None}}
+    return {**job, "stop_unless": -9} if kill else job
 
 
 def _zarr(path):
@@ -136,20 +130,30 @@ def cluster_file(tmp_path_factory):
 
 def test_killed_anywhere_then_rerun_equals_the_uninterrupted_run(tmp_path, cluster_file):
     ref_dir, killed_dir = str(tmp_path / "reference"), str(tmp_path / "killed")
-    cache = str(tmp_path / "jax-cache")
-    reference = _launch(ref_dir, cluster_file, wait=False, cache=cache)  # alongside the chain: two cores
+    # Two lanes side by side (two cores): the uninterrupted reference, and the
+    # chain of kills and resumes in one workdir, each launch its own process
+    # (forked from one interpreter that imported lpjax once:
+    # tests/forked_launch.py). Every process shares the test session's
+    # compilation cache (tests/conftest.py): a restart loads the compiled
+    # steps instead of compiling them again (the executables are the same).
+    chain = [_job(f"kill {label}:{n}", killed_dir, cluster_file, kill=(label, n)) for label, n in KILLS]
+    chain.append(_job("resume to the end", killed_dir, cluster_file))
+    env = {**os.environ, "XLA_FLAGS": ""}
+    env.pop("LPJAX_KILL_AT", None)
+    procs = run_lanes([[_job("reference", ref_dir, cluster_file)], chain], cwd=REPO, env=env, parallel=2,
+                      timeout=900)
     seen = []
-    try:
-        for label, n in KILLS:
-            _, err, rc = _launch(killed_dir, cluster_file, kill=(label, n), cache=cache)
-            # Each point must really be reached (a kill that never fires tests nothing).
-            assert rc == -9 and f"killed at {label}:{n}" in err, (label, n, rc, err[-3000:])
-            seen.append(f"{label}:{n}")
-        _, err, rc = _launch(killed_dir, cluster_file, cache=cache)
-        assert rc == 0, err[-3000:]
-    finally:
-        ref_out, ref_err = reference.communicate(timeout=900)
-    assert reference.returncode == 0, ref_err[-3000:]
+    for label, n in KILLS:
+        proc = procs.get(f"kill {label}:{n}")
+        assert proc is not None, (label, n, "not run: the kill before it failed")
+        err, rc = proc.stderr, proc.returncode
+        # Each point must really be reached (a kill that never fires tests nothing).
+        assert rc == -9 and f"killed at {label}:{n}" in err, (label, n, rc, err[-3000:])
+        seen.append(f"{label}:{n}")
+    err, rc = procs["resume to the end"].stderr, procs["resume to the end"].returncode
+    assert rc == 0, err[-3000:]
+    ref_err = procs["reference"].stderr
+    assert procs["reference"].returncode == 0, ref_err[-3000:]
     assert len(seen) == len(KILLS)
 
     want, got = _outputs(ref_dir), _outputs(killed_dir)

@@ -124,7 +124,8 @@ def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
     per-epoch perplexities equal the uninterrupted run's bit for bit."""
     w = str(tmp_path)
     cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={w}",
-           "--config.probe.train.checkpoint_every=4"]
+           # The probe is what is killed and compared: no targets after it.
+           "--config.probe.train.checkpoint_every=4", "--config.target.enabled=False", "--config.evaluate.enabled=False"]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XLA_FLAGS": ""},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = os.path.join(w, "probe", "ckpt")
@@ -132,7 +133,8 @@ def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not json.load(open(os.path.join(w, "probe", "stage.json")))["done"]  # killed inside the probe
-    done = launch(w, "--config.probe.train.checkpoint_every=4")
+    done = launch(w, "--config.probe.train.checkpoint_every=4", "--config.target.enabled=False",
+                  "--config.evaluate.enabled=False")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed at step" in done.stderr
     np.testing.assert_array_equal(read_scores(w), read_scores(first_run))

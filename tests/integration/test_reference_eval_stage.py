@@ -11,9 +11,10 @@ import pytest
 from absl import logging
 
 from configs.lp_app import get_config
-from lpjax import config, preflight
+from lpjax import preflight
 from lpjax.errors import DataError
 from lpjax.stages import data, evaluate, target
+from lpjax.validate import finalize, validate
 from lpjax.workdir import Workdir
 
 BINS = ["1-16", "17-64", "65-256", "257+"]
@@ -40,7 +41,7 @@ def run(tmp_path_factory):
     e.generate, e.reference_limit = False, 4
     e.reference_sets = (f"sinstruct={tmp / 'sinstruct.jsonl'}",
                         f"dolly={tmp / 'dolly.jsonl'}#prompt=instruction,input=context,reference=response")
-    config.validate(config.finalize(cfg))
+    validate(finalize(cfg))
     preflight.check(cfg)
     work = Workdir(cfg.workdir)
     d = work.run(data.STAGE, cfg)

@@ -15,6 +15,7 @@ from lpjax import config, pipeline
 from lpjax.config import get_path
 from lpjax.scoring.store import ScoreStore
 from lpjax.stages import answers, base, cluster, data, evaluate, judge, probe, report, select, target
+from lpjax.validate import finalize, validate
 from tests.integration.judge_server import ScriptedJudge
 
 
@@ -27,7 +28,7 @@ def test_declared_paths_exist_in_the_config():
 
 
 def run(cfg):
-    config.validate(config.finalize(cfg))
+    validate(finalize(cfg))
     return pipeline.run(cfg)["stages"]
 
 

@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 from lpjax import config
-from lpjax.config import Config, ConfigError, validate
+from lpjax.config import Config, ConfigError
+from lpjax.validate import finalize, validate
 
 
 def micro() -> Config:
@@ -99,10 +100,10 @@ def test_auto_clusters_resolve_to_what_is_installed(monkeypatch):
     cfg = importlib.import_module("configs.lp_app").get_config()
     assert (cfg.cluster.method, cfg.cluster.field) == ("auto", "kind")
     monkeypatch.setattr(embed, "default_model_dir", lambda: (_ for _ in ()).throw(FileNotFoundError("no")))
-    assert config.finalize(cfg).cluster.method == "field"
+    assert finalize(cfg).cluster.method == "field"
     cfg = importlib.import_module("configs.lp_app").get_config()
     monkeypatch.setattr(embed, "default_model_dir", lambda: "/somewhere")
-    assert config.finalize(cfg).cluster.method == "minilm"
+    assert finalize(cfg).cluster.method == "minilm"
 
 
 def test_batch_sizes_must_split_over_the_mesh():
@@ -116,6 +117,21 @@ def test_batch_sizes_must_split_over_the_mesh():
     cfg.probe.train.grad_accum = 3
     with pytest.raises(ConfigError, match="probe.train.batch_size: 16 is not divisible by grad_accum=3"):
         validate(cfg)
+
+
+def test_evaluation_batches_must_split_over_the_mesh():
+    """Held-out evaluation scores and decodes on the run's mesh, as answers do."""
+    cfg = micro()
+    cfg.mesh.shape = (2, -1, 1)
+    cfg.evaluate.batch_size = 12
+    validate(cfg, num_devices=4)  # data x fsdp = 2 x 2
+    with pytest.raises(ConfigError, match=r"evaluate.batch_size: 12 is not divisible by the mesh's data x fsdp = 16"):
+        validate(cfg, num_devices=16)
+    cfg.mesh.shape = (1, 1, -1)  # tensor parallelism alone splits no rows
+    validate(cfg, num_devices=16)
+    cfg.evaluate.enabled = False  # no evaluation, no rule
+    cfg.mesh.shape = (-1, 1, 1)
+    validate(cfg, num_devices=8)
 
 
 @pytest.mark.parametrize("changes,error", [
@@ -141,9 +157,9 @@ def test_selection_alone_needs_no_target():
 
 def test_ifd_switches_on_the_response_alone_pass():
     cfg = micro()
-    assert not config.finalize(cfg).probe.score_response_only
+    assert not finalize(cfg).probe.score_response_only
     cfg.select.metric = "ifd1"
-    assert config.finalize(cfg).probe.score_response_only
+    assert finalize(cfg).probe.score_response_only
 
 
 def test_every_section_is_a_dataclass_without_dual_meaning_fields():

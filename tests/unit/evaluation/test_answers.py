@@ -65,7 +65,7 @@ OPTIONS = dict(template="alpaca", max_new_tokens=8, max_len=256, batch_size=4, p
 
 def test_answers_equal_one_at_a_time_greedy_and_stop_at_eos(tmp_path, tok, model):
     qs = items(6)
-    rows = generate_answers(model, tok, qs, str(tmp_path / "a.jsonl"), **OPTIONS)
+    rows = generate_answers(*nnx.split(model), tok, qs, str(tmp_path / "a.jsonl"), **OPTIONS)
     assert read_answers(str(tmp_path / "a.jsonl")) == rows
     for item, row in zip(qs, rows):
         prompt = tok(build_prompt(item.record()))["input_ids"]
@@ -80,24 +80,26 @@ def test_answers_equal_one_at_a_time_greedy_and_stop_at_eos(tmp_path, tok, model
 
 def test_a_killed_run_resumes_with_the_unanswered_prompts(tmp_path, tok, model, monkeypatch):
     qs = items(6)
-    whole = generate_answers(model, tok, qs, str(tmp_path / "whole.jsonl"), **OPTIONS)
+    graphdef, params = nnx.split(model)
+    whole = generate_answers(graphdef, params, tok, qs, str(tmp_path / "whole.jsonl"), **OPTIONS)
     path = str(tmp_path / "killed.jsonl")
     calls = []
-    real = answers_mod.generate
+    real = answers_mod.decode
 
-    def killed_after_one_batch(model, prompts, *args, **kwargs):
+    def killed_after_one_batch(graphdef, params, prompts, *args, **kwargs):
         if calls:
             raise KeyboardInterrupt  # the kill, after the first batch was written
         calls.append(len(prompts))
-        return real(model, prompts, *args, **kwargs)
+        return real(graphdef, params, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(answers_mod, "generate", killed_after_one_batch)
+    monkeypatch.setattr(answers_mod, "decode", killed_after_one_batch)
     with pytest.raises(KeyboardInterrupt):
-        generate_answers(model, tok, qs, path, **OPTIONS)
+        generate_answers(graphdef, params, tok, qs, path, **OPTIONS)
     assert len(read_answers(path)) == 4
     generated = []
-    monkeypatch.setattr(answers_mod, "generate", lambda m, p, *a, **k: generated.extend(p) or real(m, p, *a, **k))
-    assert generate_answers(model, tok, qs, path, **OPTIONS) == whole
+    monkeypatch.setattr(answers_mod, "decode",
+                        lambda g, w, p, *a, **k: generated.extend(p) or real(g, w, p, *a, **k))
+    assert generate_answers(graphdef, params, tok, qs, path, **OPTIONS) == whole
     assert len(generated) == 2  # only the prompts the killed run had not answered
     assert open(path).read() == open(str(tmp_path / "whole.jsonl")).read()
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from lpjax.config import ConfigError, validate
+from lpjax.config import ConfigError
+from lpjax.validate import validate
 
 
 @pytest.fixture

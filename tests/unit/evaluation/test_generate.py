@@ -2,7 +2,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lpjax.evaluation.generate import greedy_generate, make_greedy_fn
+from lpjax.evaluation.generate import decode
 from tests.helpers import tiny_model
 
 
@@ -33,7 +33,7 @@ def test_batched_greedy_matches_one_at_a_time_full_recompute():
     # Make EOS a token the model really emits, so stopping is exercised.
     eos = naive_greedy(model, prompts[1], 4, -1)[3]
     graphdef, params = nnx.split(model)
-    got = greedy_generate(make_greedy_fn(graphdef, 10, eos), params, prompts, 10, 4, 8, eos)
+    got = decode(graphdef, params, prompts, 10, eos, batch_size=4, multiple=8)
     want = [naive_greedy(model, p, 10, eos) for p in prompts]
     assert got == want
     assert any(len(w) > 0 for w in want)

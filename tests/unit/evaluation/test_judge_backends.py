@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from lpjax.evaluation.judge_backends import JudgeError, LpjaxBackend, _retry_after
-from lpjax.evaluation.judge_cache import RequestCache, request_key
+from lpjax.evaluation.judge.backends import JudgeError, LpjaxBackend, _retry_after
+from lpjax.evaluation.judge.cache import RequestCache, request_key
 
 
 def test_retry_after_seconds_or_date():

@@ -3,8 +3,9 @@ on every combination of the two verdicts, and the figures, against numbers
 worked out by hand."""
 import pytest
 
-from lpjax.evaluation import judge_protocol, judge_stats
-from lpjax.evaluation.judge_stats import LOSE, TIE, WIN, bootstrap_interval, combine, order_verdict, summarize
+from lpjax.evaluation.judge import protocol as judge_protocol
+from lpjax.evaluation.judge import stats as judge_stats
+from lpjax.evaluation.judge.stats import LOSE, TIE, WIN, bootstrap_interval, combine, order_verdict, summarize
 
 
 def test_prompt_shows_question_and_answers_in_the_given_order():
@@ -89,7 +90,7 @@ def test_summarize_counts_flips_and_unparsed():
 
 
 def test_verdicts_split_by_which_side_answered_longer():
-    from lpjax.evaluation.judge_stats import by_longer_side
+    from lpjax.evaluation.judge.stats import by_longer_side
 
     v = lambda verdict: {"ab": verdict, "ba": verdict, "verdict": verdict}
     verdicts = [v("win"), v("win"), v("lose"), v("tie"), v(None), v("lose")]

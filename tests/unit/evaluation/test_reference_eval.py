@@ -208,8 +208,7 @@ def test_held_out_by_length_matches_transformers_and_generate_false_generates_no
     def refuse(*args, **kwargs):
         raise AssertionError("generate=False must not generate")
 
-    monkeypatch.setattr(heldout, "greedy_generate", refuse)
-    monkeypatch.setattr(heldout, "make_greedy_fn", refuse)
+    monkeypatch.setattr(heldout, "decode", refuse)
     e = EvaluateConfig(generate=False, batch_size=4, pad_multiple=64)
     got = evaluate_model(graphdef, params, tok, records, examples, [], e)
     assert set(got) == {"num_examples", "loss", "mean_ppl", "by_length"}

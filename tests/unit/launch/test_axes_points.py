@@ -29,6 +29,11 @@ def test_names_from_varying_fields_and_ambiguous_last_components():
     assert names == ["probe.model=opt-350m__target.model=opt-13b", "probe.model=opt-1.3b__target.model=opt-13b",
                      "probe.model=opt-1.3b__target.model=opt-6.7b"]
     assert point_names([{"select.percent": 5.0}, {"select.percent": 25.0}]) == ["percent=5", "percent=25"]
+    # A long value is cut alone, so points differing only in the seed keep one label for it.
+    long = tuple(f"family_{i}" for i in range(9))
+    names = point_names([{"seed": s, "data.synthetic.families": f} for s in (1, 2) for f in ((), long)])
+    assert names[1].startswith("seed=1__families=family_0+") and names[1].split("__")[1] == names[3].split("__")[1]
+    assert len(names[1].split("__")[1]) == len("families=") + 40
 
 
 @pytest.mark.parametrize("value,text", [(5.0, "5.0"), (3, "3"), (True, "True"), ("lp1", "lp1"),

@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from lpjax import config, preflight
+from lpjax import preflight
 from lpjax.config import ClusterConfig, Config
 from lpjax.data import split
 from lpjax.errors import DataError, UserError
 from lpjax.selection.clusters import assign, field_clusters, field_values
 from lpjax.stages import cluster as cluster_stage
+from lpjax.validate import finalize, validate
 from lpjax.workdir import ConfigView, StageContext, StageResult
 
 
@@ -91,8 +92,8 @@ def _cfg(tmp_path, records, field="category"):
     cfg.probe.model = "llama-micro"
     cfg.target.enabled = cfg.evaluate.enabled = False
     cfg.cluster.method, cfg.cluster.field = "field", field
-    config.finalize(cfg)
-    config.validate(cfg)
+    finalize(cfg)
+    validate(cfg)
     return cfg
 
 

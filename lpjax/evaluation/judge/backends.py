@@ -5,7 +5,8 @@ flight), or a local lpjax checkpoint generating greedily.
 A backend's ``run(requests, done)`` answers each request with a ``Reply``
 through ``done`` as soon as it has one (the caller caches it there); a
 request that cannot be answered stops the run with a one-line JudgeError
-after the requests already in flight have finished.
+after the requests already in flight have finished. ``make_backend`` builds
+the one a JudgeSettings names.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import dataclasses
 import email.utils
 import http.client
 import json
+import os
 import random
 import threading
 import time
@@ -20,8 +22,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from lpjax.errors import UserError
+from lpjax.evaluation.judge.settings import JudgeSettings
 
 
 class JudgeError(UserError, RuntimeError):
@@ -158,21 +162,32 @@ class OpenAIBackend:
 
 class LpjaxBackend:
     """A local Hugging Face checkpoint directory as the judge, loaded into
-    lpjax and decoding in batches (greedy at temperature 0). The prompt is
-    the tokenizer's chat template when it has one, else the system and user
-    messages joined by blank lines."""
+    lpjax and decoding in batches (greedy at temperature 0) through
+    lpjax/evaluation/generate.py ``decode``, on ``mesh`` when given (the
+    weights placed once by the sharding rules; a batch is rounded up to a
+    multiple of the mesh's data x fsdp). The prompt is the tokenizer's chat
+    template when it has one, else the system and user messages joined by
+    blank lines."""
 
     def __init__(self, checkpoint: str, *, temperature: float = 0.0, max_tokens: int = 1024, batch_size: int = 8,
-                 seed: int = 0):
+                 seed: int = 0, mesh: Any = None):
+        from flax import nnx
+
+        from lpjax import sharding
         from lpjax.data.tokenizer import load_tokenizer
         from lpjax.models.hf import load_hf
         from lpjax.workdir import file_hash
 
-        self.model, _ = load_hf(checkpoint)
+        self.graphdef, self.params = nnx.split(load_hf(checkpoint)[0])
+        if mesh is not None:
+            self.params = sharding.shard_params(self.params, mesh)
+            split = sharding.data_parallel_size(mesh)
+            batch_size = -(-batch_size // split) * split
         self.tok = load_tokenizer(checkpoint)
         # The weights, not the path, identify the judge in the cache.
         self.identity = "lpjax:" + file_hash(checkpoint)[:16]
         self.temperature, self.max_tokens, self.batch_size, self.seed = temperature, max_tokens, batch_size, seed
+        self.mesh = mesh
         self.sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed if temperature else None}
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
@@ -188,15 +203,34 @@ class LpjaxBackend:
         return self.tok(text)["input_ids"]
 
     def run(self, requests: Sequence[Request], done: Done) -> None:
-        from lpjax.evaluation.generate import generate
+        from lpjax.evaluation.generate import decode
 
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
             prompts = [self.prompt_ids(r.messages) for r in chunk]
-            outputs = generate(self.model, prompts, self.max_tokens, self.tok.eos_token_id,
-                               temperature=self.temperature, seed=self.seed, batch_size=self.batch_size,
-                               pad_id=self.tok.pad_token_id or 0)
+            outputs = decode(self.graphdef, self.params, prompts, self.max_tokens, self.tok.eos_token_id,
+                             temperature=self.temperature, seed=self.seed, batch_size=self.batch_size,
+                             pad_id=self.tok.pad_token_id or 0, mesh=self.mesh)
             for r, p, o in zip(chunk, prompts, outputs):
                 usage = {"prompt_tokens": len(p), "completion_tokens": len(o), "total_tokens": len(p) + len(o)}
                 done(r, Reply(self.tok.decode(o, skip_special_tokens=True), usage))
 
+
+def make_backend(settings: JudgeSettings, mesh: Any = None) -> OpenAIBackend | LpjaxBackend:
+    """The backend ``settings.backend`` names. The openai backend's key is
+    ``settings.api_key``, else the environment variable ``api_key_env``
+    (JudgeError when it is named but not set), else none. ``mesh``: where
+    the lpjax backend decodes (None: one device)."""
+    s = settings
+    if s.backend == "openai":
+        api_key = s.api_key
+        if api_key is None and s.api_key_env:
+            api_key = os.environ.get(s.api_key_env)
+            if not api_key:
+                raise JudgeError(f"judge API key: environment variable {s.api_key_env} is not set")
+        return OpenAIBackend(s.base_url, s.model, api_key, temperature=s.temperature, max_tokens=s.max_tokens,
+                             timeout=s.timeout, max_retries=s.max_retries, concurrency=s.concurrency,
+                             backoff=s.backoff)
+    if s.backend == "lpjax":
+        return LpjaxBackend(s.model, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed, mesh=mesh)
+    raise ValueError(f"unknown judge backend {s.backend!r}; expected openai or lpjax")

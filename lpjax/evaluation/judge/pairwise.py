@@ -1,13 +1,5 @@
-"""Pairwise judging of two models' answers, as the data-selection
-literature evaluates (AlpaGasus, Cherry_LLM, arXiv 2402.10430), and the
-parts its scripts lack.
-
-``judge_pairwise`` asks a judge to score both answers to every question
-twice, in both orders (lpjax/evaluation/judge_protocol.py), turns the
-scores into per-question verdicts and figures (judge_stats.py), and keeps
-every reply in a request cache under ``workdir`` (judge_cache.py): a killed
-run resumes without repeating a request, a rerun sends nothing. It needs no
-launcher, JAX or config: tools can call it directly.
+"""``judge_pairwise``: the judging of A's answers against B's, from the
+questions and answers to the figures (see the package's docstring).
 """
 from __future__ import annotations
 
@@ -16,18 +8,19 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from absl import logging
 
-from lpjax.evaluation import judge_stats
-from lpjax.evaluation.judge_backends import JudgeError, LpjaxBackend, OpenAIBackend, Reply, Request
-from lpjax.evaluation.judge_cache import RequestCache, request_key
-from lpjax.evaluation.judge_protocol import PROMPT_VERSION, messages, parse_scores
+from lpjax.evaluation.judge import stats as judge_stats
+from lpjax.evaluation.judge.backends import JudgeError, Reply, Request, make_backend
+from lpjax.evaluation.judge.cache import RequestCache, request_key
+from lpjax.evaluation.judge.protocol import PROMPT_VERSION, messages, parse_scores
+from lpjax.evaluation.judge.settings import JudgeSettings
 from lpjax.evaluation.testsets import TestItem
 from lpjax.evaluation.textstats import length_stats
 
-__all__ = ["JudgeError", "JudgeResult", "judge_pairwise"]
+__all__ = ["JudgeError", "JudgeResult", "JudgeSettings", "judge_pairwise"]
 
 ORDERS = ("ab", "ba")  # ab: A is Assistant 1; ba: B is
 
@@ -71,41 +64,70 @@ def _items(prompts: Sequence[str | dict | TestItem]) -> list[TestItem]:
     return items
 
 
-def _backend(base_url: str, model: str, backend: str, api_key: str | None, api_key_env: str, temperature: float,
-             max_tokens: int, concurrency: int, timeout: float, max_retries: int, backoff: float, seed: int):
-    if backend == "openai":
-        if api_key is None and api_key_env:
-            api_key = os.environ.get(api_key_env)
-            if not api_key:
-                raise JudgeError(f"judge API key: environment variable {api_key_env} is not set")
-        return OpenAIBackend(base_url, model, api_key, temperature=temperature, max_tokens=max_tokens,
-                             timeout=timeout, max_retries=max_retries, concurrency=concurrency, backoff=backoff)
-    if backend == "lpjax":
-        return LpjaxBackend(model, temperature=temperature, max_tokens=max_tokens, seed=seed)
-    raise ValueError(f"unknown judge backend {backend!r}; expected openai or lpjax")
+@overload
+def judge_pairwise(prompts: Sequence[str | dict | TestItem], answers_a: Sequence[str], answers_b: Sequence[str],
+                   workdir: str, /, settings: JudgeSettings | None = None, *, client: Any = None,
+                   mesh: Any = None, **fields: Any) -> JudgeResult: ...
 
 
+@overload
 def judge_pairwise(base_url: str, model: str, prompts: Sequence[str | dict | TestItem], answers_a: Sequence[str],
-                   answers_b: Sequence[str], workdir: str, *, backend: str = "openai", api_key: str | None = None,
-                   api_key_env: str = "", temperature: float = 0.0, max_tokens: int = 1024, concurrency: int = 4,
-                   timeout: float = 120.0, max_retries: int = 5, backoff: float = 1.0, bootstrap: int = 2000,
-                   seed: int = 0, client: Any = None) -> JudgeResult:
+                   answers_b: Sequence[str], workdir: str, /, *, client: Any = None, mesh: Any = None,
+                   **fields: Any) -> JudgeResult: ...
+
+
+def judge_pairwise(*args: Any, settings: JudgeSettings | None = None, client: Any = None, mesh: Any = None,
+                   **fields: Any) -> JudgeResult:
     """Judge answers_a against answers_b on every prompt, in both orders.
+
+    Two call forms, told apart by the number of positional arguments:
+
+        judge_pairwise(prompts, answers_a, answers_b, workdir, settings)
+        judge_pairwise(base_url, model, prompts, answers_a, answers_b, workdir, **fields)
+
+    The first takes a JudgeSettings (positionally or as ``settings=``;
+    JudgeSettings() when omitted, as with ``client``); the second builds
+    one from base_url, model and keyword fields of JudgeSettings, e.g.
+    ``api_key_env="OPENAI_API_KEY"``. In either form, keyword fields
+    override the settings' (``judge_pairwise(p, a, b, w, s, bootstrap=0)``).
 
     base_url/model: an OpenAI-compatible endpoint (``http://host:port/v1``)
     and the model name it serves; with ``backend="lpjax"``, model is a local
-    Hugging Face checkpoint directory and base_url is unused. The API key is
-    ``api_key`` or the environment variable ``api_key_env``. Replies are
+    Hugging Face checkpoint directory and base_url is unused. Replies are
     cached under ``workdir/judge_cache``. ``client``: any object with
     ``identity``, ``sampling`` and ``run(requests, done)`` in place of the
-    built-in backends. Raises JudgeError (one line) when the judge cannot be
+    built-in backends. ``mesh``: where the lpjax backend decodes (None: one
+    device). Raises JudgeError (one line) when the judge cannot be
     reached or refuses a request; the replies received until then are kept."""
+    if len(args) == 6:
+        if settings is not None:
+            raise TypeError("judge_pairwise: give base_url and model, or settings, not both")
+        base_url, model, *args = args
+        settings = JudgeSettings(base_url=base_url, model=model)
+    elif len(args) == 5:
+        if settings is not None:
+            raise TypeError("judge_pairwise: settings given twice")
+        *args, settings = args
+    elif len(args) != 4:
+        raise TypeError(f"judge_pairwise takes (prompts, answers_a, answers_b, workdir[, settings]) or (base_url, "
+                        f"model, prompts, answers_a, answers_b, workdir), not {len(args)} positional arguments")
+    if settings is None:
+        settings = JudgeSettings()
+    elif not isinstance(settings, JudgeSettings):
+        raise TypeError(f"judge_pairwise: settings must be a JudgeSettings, not {type(settings).__name__}")
+    if fields:
+        settings = settings.replace(**fields)
+    prompts, answers_a, answers_b, workdir = args
+    return _judge(prompts, answers_a, answers_b, workdir, settings, client, mesh)
+
+
+def _judge(prompts: Sequence[str | dict | TestItem], answers_a: Sequence[str], answers_b: Sequence[str],
+           workdir: str, settings: JudgeSettings, client: Any, mesh: Any) -> JudgeResult:
     items = _items(prompts)
     if not len(items) == len(answers_a) == len(answers_b):
         raise ValueError(f"{len(items)} prompts, {len(answers_a)} answers a, {len(answers_b)} answers b: "
                          "one answer per prompt on each side")
-    judge = client or _backend(base_url, model, backend, api_key, api_key_env, temperature, max_tokens,
-                               concurrency, timeout, max_retries, backoff, seed)
+    judge = client or make_backend(settings, mesh)
     cache = RequestCache(os.path.join(workdir, "judge_cache"))
 
     keys: list[dict[str, str]] = []  # per question: order -> request key
@@ -134,7 +156,7 @@ def judge_pairwise(base_url: str, model: str, prompts: Sequence[str | dict | Tes
     if pending:
         judge.run(pending, done)
     replies = {key: cache.get(key) for key in requests}
-    return _result(items, answers_a, answers_b, keys, replies, bootstrap, seed,
+    return _result(items, answers_a, answers_b, keys, replies, settings.bootstrap, settings.seed,
                    {"identity": judge.identity, "prompt_version": PROMPT_VERSION, **judge.sampling},
                    {"total": len(requests), "sent": sent[0], "cached": len(requests) - sent[0]})
 

@@ -4,8 +4,7 @@ Vicuna's GPT-4 review, as AlpaGasus, Cherry_LLM and arXiv 2402.10430 run it.
 The judge sees the question, two answers labelled Assistant 1 and 2, and is
 asked for two 1-10 scores on the first line of its reply. The text is fixed;
 any change to it must change PROMPT_VERSION, which is part of every cached
-request's key (lpjax/evaluation/judge.py), so replies to another prompt are
-never reused.
+request's key (pairwise.py), so replies to another prompt are never reused.
 """
 from __future__ import annotations
 

@@ -31,15 +31,6 @@ def point_config(point: Point) -> Any:
     return finalize(fv.config)
 
 
-def planned_keys(cfg: Any) -> tuple[dict[str, str], list[str]]:
-    """({stage name: key}, [input files that do not exist]) for the stages
-    before select: lpjax/pipeline.py's own walk of them (``front_keys``),
-    keyed without running anything."""
-    from lpjax.pipeline import front_keys
-
-    return front_keys(cfg)
-
-
 def _ranges(indices: Sequence[int]) -> str:
     """[0, 1, 2, 5] -> '0-2,5'."""
     out, start = [], None

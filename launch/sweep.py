@@ -87,7 +87,9 @@ def tpu_options(args: argparse.Namespace) -> tpu.TpuOptions:
 
 
 def dry_run(points: list[Point]) -> str:
-    planned = [plan.planned_keys(plan.point_config(p)) for p in points]
+    from lpjax.pipeline import front_keys  # imports jax: only a dry run needs it
+
+    planned = [front_keys(plan.point_config(p)) for p in points]
     missing = sorted({m for _, ms in planned for m in ms})
     return plan.describe(points, [k for k, _ in planned], missing)
 

@@ -79,7 +79,7 @@ def load() -> tuple[list, int]:
 
 
 def cosine_lr(step: int, total: int, warmup_ratio: float = 0.03) -> float:
-    """lpjax's schedule (optax.warmup_cosine_decay_schedule as make_optimizer builds it), as a factor of lr."""
+    """lpjax's schedule (optax.warmup_cosine_decay_schedule as lr_schedule builds it), as a factor of lr."""
     warmup = math.ceil(warmup_ratio * total)
     decay = max(total, warmup + 1)
     if step < warmup:

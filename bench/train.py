@@ -115,7 +115,8 @@ class LpjaxTrainer:
         mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
         param_sh = sharding.param_shardings(params, mesh)
         self.params = jax.device_put(params, param_sh)
-        tx = make_optimizer(cfg, 10_000)
+        tx = make_optimizer(cfg)
+        self.lr = np.float32(LR)  # a constant rate: the step's cost does not depend on it
         self.opt_state = jax.jit(tx.init)(self.params)
         opt_sh = jax.tree_util.tree_map(lambda x: x.sharding, self.opt_state)
         self.step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, batch_keys=sorted(self.batches[0]))
@@ -128,7 +129,7 @@ class LpjaxTrainer:
         for _ in range(steps):
             b = self.batches[self.cursor % len(self.batches)]
             self.cursor += 1
-            self.params, self.opt_state, loss = self.step(self.params, self.opt_state, b)
+            self.params, self.opt_state, loss = self.step(self.params, self.opt_state, self.lr, b)
             losses.append(loss)
         return [float(x) for x in losses]
 

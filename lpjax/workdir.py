@@ -103,7 +103,8 @@ class Stage:
     all its fields). runtime: config paths the body may read that cannot
     change its output (the mesh), left out of the key. needs: the upstream
     stages whose outputs it reads, by role. files: the input files (or
-    directories) whose contents the output depends on. run(ctx) -> summary
+    directories) whose contents the output depends on. format: the stored
+    output's layout, part of the key when set. run(ctx) -> summary
     (a JSON-able dict kept in stage.json)."""
 
     name: str
@@ -112,6 +113,10 @@ class Stage:
     needs: tuple[str, ...] = ()
     runtime: tuple[str, ...] = ()
     files: Callable[[Any], Sequence[str]] = lambda cfg: ()
+    # The layout of what the stage stores (weights, optimizer states:
+    # lpjax/training/checkpoint.py STORE_FORMAT); a new layout gets new keys,
+    # so outputs in an old one are never read.
+    format: str | None = None
 
     def config_inputs(self, cfg: Any) -> dict[str, Any]:
         return {path: _plain(get_path(cfg, path)) for path in sorted(self.reads)}
@@ -174,6 +179,8 @@ def stage_key(stage: Stage, cfg: Any, inputs: Inputs, params: Mapping[str, Any],
         "files": {p: file_hash(p) for p in stage.files(cfg)},
         "params": dict(params),
     }
+    if stage.format is not None:  # absent otherwise, so other stages keep their keys
+        described["format"] = stage.format
     return stable_hash(described), {**described, "params": {k: _digest(v) for k, v in params.items()}}
 
 

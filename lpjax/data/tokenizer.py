@@ -2,6 +2,7 @@
 directory, and the small byte-level BPE trained for the default run."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -41,11 +42,21 @@ def _kwargs(path: str) -> dict[str, Any]:
 
 
 def load_tokenizer(path: str) -> Any:
-    """AutoTokenizer for a tokenizer or checkpoint directory, never touching the network."""
-    from transformers import AutoTokenizer
+    """AutoTokenizer for a tokenizer or checkpoint directory, never touching the network.
 
+    Loaded once per process and directory contents (a run asks for the same
+    tokenizer in most of its stages; loading one takes a third of a second):
+    callers must not modify it."""
     if not os.path.isdir(path):
         raise TokenizerError(path, "not a tokenizer directory (no such directory)")
+    stamp = tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(path) if e.is_file()))
+    return _load_tokenizer(os.path.abspath(path), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(path: str, stamp: tuple) -> Any:
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, **_kwargs(path))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as e:

@@ -23,6 +23,7 @@ from lpjax.data.tokenizer import train_bpe
 from lpjax.models import hf, registry
 from lpjax.stages.common import make_mesh
 from lpjax.training.cost import train_flops
+from lpjax.training.checkpoint import STORE_FORMAT
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
 
@@ -64,4 +65,5 @@ def run(ctx: StageContext) -> dict:
             "flops": train_flops(model, tokens), "seconds": seconds}
 
 
-STAGE = Stage("base", run, reads=("pretrain",), runtime=("mesh",))
+STAGE = Stage("base", run, reads=("pretrain",), runtime=("mesh",),
+              format=STORE_FORMAT)

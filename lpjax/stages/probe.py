@@ -22,6 +22,7 @@ from lpjax.scoring.score import auto_token_budget, make_score_fn, score_examples
 from lpjax.scoring.store import ScoreStore
 from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
 from lpjax.training.cost import forward_flops, train_flops
+from lpjax.training.checkpoint import STORE_FORMAT
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
 
@@ -129,4 +130,5 @@ def score_geometry(out: str, p, max_len: int, score_fn, params, model_cfg, examp
     return geometry
 
 
-STAGE = Stage("probe", run, reads=("seed", "probe", *ENCODE), needs=("data", "base"), runtime=("mesh",))
+STAGE = Stage("probe", run, reads=("seed", "probe", *ENCODE), needs=("data", "base"), runtime=("mesh",),
+              format=STORE_FORMAT)

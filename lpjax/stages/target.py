@@ -14,7 +14,7 @@ from flax import nnx
 from lpjax.aot import compile_stats
 from lpjax.models import hf
 from lpjax.stages.common import ENCODE, encode, make_mesh, read_split, side_model
-from lpjax.training.checkpoint import save_params
+from lpjax.training.checkpoint import STORE_FORMAT, save_params
 from lpjax.training.cost import train_flops
 from lpjax.training.train import train
 from lpjax.workdir import Stage, StageContext
@@ -41,4 +41,5 @@ def run(ctx: StageContext) -> dict:
                                                  "flops": train_flops(model, tokens)}}
 
 
-STAGE = Stage("target", run, reads=("seed", "target", *ENCODE), needs=("data", "base"), runtime=("mesh",))
+STAGE = Stage("target", run, reads=("seed", "target", *ENCODE), needs=("data", "base"), runtime=("mesh",),
+              format=STORE_FORMAT)

@@ -10,6 +10,12 @@ import orbax.checkpoint as ocp
 
 from lpjax import faults
 
+# The layout of stored weights and optimizer states, in the keys of the
+# stages that store them (base, probe, target): bump it when either changes,
+# so a checkpoint in an old layout is never found and restored.
+# "unit-lr-adamw": the optimizer state holds no schedule step (train.py).
+STORE_FORMAT = "unit-lr-adamw"
+
 
 class Checkpointer:
     def __init__(self, directory: str, max_to_keep: int = 2):

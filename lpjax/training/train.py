@@ -2,7 +2,7 @@
 per-epoch hooks (the probe scores the training set there) and Orbax resume.
 
 The model is split into a static graph and a parameter pytree once; the train
-step is a pure jitted function of (params, opt_state, batch), which is what
+step is a pure jitted function of (params, opt_state, lr, batch), which is what
 sharding and ahead-of-time compilation need.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from absl import logging
 from flax import nnx
@@ -27,21 +28,29 @@ from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, tr
 from lpjax.loss import token_mean_loss
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """AdamW on a linear-warmup cosine schedule that ends at 0, as HF Trainer's
-    `cosine` scheduler does."""
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), 0.0)
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with gradient clipping at a unit learning rate: the train step
+    multiplies its update by the step's learning rate (``lr_schedule``),
+    passed in as a value, so one compiled step serves every run length,
+    learning rate and warmup (probe, every target, every sweep point)."""
     return optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=1e-8, weight_decay=cfg.weight_decay),
+        optax.adamw(1.0, b1=cfg.b1, b2=cfg.b2, eps=1e-8, weight_decay=cfg.weight_decay),
     )
+
+
+def lr_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
+    """Linear warmup, then cosine to 0, as HF Trainer's ``cosine`` scheduler."""
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), 0.0)
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
                     grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask")):
-    """One jitted step with explicit shardings: params and optimizer state
-    stay where the rules put them, the batch is split over (data, fsdp).
+    """One jitted step(params, opt_state, lr, batch) with explicit shardings:
+    params and optimizer state stay where the rules put them, the batch is
+    split over (data, fsdp); ``lr`` (a float32 scalar) scales the update of
+    ``tx`` (``make_optimizer``).
 
     With grad_accum = A the batch runs as A micro-batches (rows i::A, so each
     device keeps its own rows) under lax.scan; gradients are summed against
@@ -51,7 +60,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
     def micro_loss(params, batch, total):
         return token_mean_loss(nnx.merge(graphdef, params), batch, total)
 
-    def step(params, opt_state, batch):
+    def step(params, opt_state, lr, batch):
         total = jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
         if grad_accum == 1:
             loss, grads = jax.value_and_grad(micro_loss)(params, batch, total)
@@ -68,10 +77,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
             zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
             (loss, grads), _ = jax.lax.scan(body, zeros, micro)
         updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
         return optax.apply_updates(params, updates), opt_state, loss
 
     batch_sh = sharding.batch_shardings(mesh, batch_keys, ROW_KEYS)
-    return jax.jit(step, in_shardings=(param_sh, opt_sh, batch_sh),
+    return jax.jit(step, in_shardings=(param_sh, opt_sh, sharding.replicated(mesh), batch_sh),
                    out_shardings=(param_sh, opt_sh, sharding.replicated(mesh)), donate_argnums=(0, 1))
 
 
@@ -101,7 +111,10 @@ def train(
     params = jax.device_put(params, param_sh)
     steps_per_epoch = batches_per_epoch(len(examples), cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    tx = make_optimizer(cfg, total)
+    tx = make_optimizer(cfg)
+    # Evaluated here, not in the step: the step's program then does not
+    # depend on the run's length, and its compile is shared (and cached).
+    schedule = lr_schedule(cfg, total)
     # Moments inherit their parameter's sharding through jit; step counters
     # and other scalars are replicated.
     opt_state = jax.jit(tx.init)(params)
@@ -133,7 +146,9 @@ def train(
         for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
                                       resp_multiple, prefixes):
             batch.pop("index")
-            params, opt_state, loss = step_fn(params, opt_state, sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
+            lr = np.float32(schedule(step))
+            params, opt_state, loss = step_fn(params, opt_state, lr,
+                                              sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
             step += 1
             batch_pos += 1
             faults.point(f"step:{name}")

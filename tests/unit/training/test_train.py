@@ -9,7 +9,7 @@ from lpjax.config import TrainConfig
 from lpjax.data.batching import collate
 from lpjax.data.tokenize import Example
 from lpjax.scoring.score import make_score_fn, score_examples
-from lpjax.training.train import make_optimizer, train
+from lpjax.training.train import lr_schedule, make_optimizer, train
 from tests.helpers import random_examples, tiny_model
 
 
@@ -31,18 +31,36 @@ def test_collate_masks_exactly_the_response_predictions():
 def test_schedule_is_linear_warmup_then_cosine_to_zero():
     cfg = small_train_cfg(lr=1e-3, warmup_ratio=0.1)
     total = 100
-    # Recover the learning rate from AdamW's first update on a unit gradient.
-    tx = make_optimizer(cfg, total)
-    lr_at = []
-    params = {"w": np.zeros(3, np.float32)}
-    state = tx.init(params)
-    for step in range(total):
-        updates, state = tx.update({"w": np.full(3, 1e-3, np.float32)}, state, params)
-        lr_at.append(-float(updates["w"][0]))
+    schedule = lr_schedule(cfg, total)
     warmup = math.ceil(0.1 * total)
     for step in (0, 5, 10, 50, 99):
         want = 1e-3 * step / warmup if step < warmup else 0.5e-3 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
-        assert lr_at[step] == pytest.approx(want, rel=1e-3, abs=1e-9)
+        assert float(schedule(step)) == pytest.approx(want, rel=1e-3, abs=1e-9)
+
+
+def test_step_is_adamw_at_the_given_learning_rate():
+    """make_optimizer's update scaled by lr, as the train step applies it, is
+    torch.optim.AdamW's (decoupled weight decay, bias correction) after
+    clipping at max_grad_norm; the lr changes from step to step."""
+    torch = pytest.importorskip("torch")
+    cfg = small_train_cfg(weight_decay=0.1, max_grad_norm=1.0)
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(3, 4)).astype(np.float32)
+    grads = [rng.normal(size=(3, 4)).astype(np.float32) * s for s in (0.1, 3.0, 0.5)]
+    lrs = [1e-2, 3e-2, 5e-3]
+    tx = make_optimizer(cfg)
+    params, state = {"w": w0}, tx.init({"w": w0})
+    for g, lr in zip(grads, lrs):
+        updates, state = tx.update({"w": g}, state, params)
+        params = {"w": params["w"] + lr * np.asarray(updates["w"])}
+    w = torch.nn.Parameter(torch.tensor(w0))
+    opt = torch.optim.AdamW([w], lr=lrs[0], betas=(cfg.b1, cfg.b2), eps=1e-8, weight_decay=0.1)
+    for g, lr in zip(grads, lrs):
+        w.grad = torch.tensor(g)
+        torch.nn.utils.clip_grad_norm_([w], cfg.max_grad_norm)
+        opt.param_groups[0]["lr"] = lr
+        opt.step()
+    np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _mean_loss(graphdef, params, examples):

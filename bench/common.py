@@ -81,14 +81,21 @@ def setup_threads(threads: int) -> list[int]:
     return cpus
 
 
+# The vector and matrix extensions that decide which matmul kernels XLA:CPU
+# (Eigen, oneDNN, YNNPACK) and torch (MKL, oneDNN) can use.
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+
+
 def machine_info(threads: int) -> dict:
-    model = "unknown"
+    model, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and model == "unknown":
                     model = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     import jax
@@ -97,6 +104,7 @@ def machine_info(threads: int) -> dict:
     return {
         "processor": platform.processor() or platform.machine(),
         "cpu_model": model,
+        "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
         "cores": os.cpu_count(),
         "threads": threads,
         "affinity": sorted(os.sched_getaffinity(0)),
@@ -317,7 +325,9 @@ def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
 
 def print_machine(info: dict, peak: dict) -> None:
     """The header every bench table is printed under."""
-    print(f"machine: {info['processor']} / {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads "
+    print(f"machine: {info['processor']} / {info['cpu_model']} "
+          f"[{' '.join(info.get('vector_extensions', [])) or 'extensions unknown'}] / {info['cores']} cores; "
+          f"{info['threads']} threads "
           f"(affinity {info['affinity']}, torch {info['torch_threads']}, XLA_FLAGS '{info['xla_flags']}', "
           f"GLIBC_TUNABLES '{info.get('glibc_tunables', '')}'); "
           f"jax {info['jax']}, torch {info['torch']}")

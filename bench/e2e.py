@@ -189,7 +189,8 @@ def main() -> int:
     j["selection_s"] = j["probe_s"]
     lp = {k: (r["p0"] - r["p1"]) / r["p0"] for k, r in results.items()}
     print()
-    print(f"machine: {info['cpu_model']} / {info['cores']} cores; {info['threads']} threads; "
+    print(f"machine: {info['cpu_model']} [{' '.join(info['vector_extensions'])}] / {info['cores']} cores; "
+          f"{info['threads']} threads; "
           f"GLIBC_TUNABLES '{info['glibc_tunables']}'; jax {info['jax']}, "
           f"torch {info['torch']}; {time.strftime('%Y-%m-%d')}")
     print(f"{ARGS.num} Alpaca records, {tokens} tokens (prompt + response); LP_app = P0 pass + 1 epoch (batches of "

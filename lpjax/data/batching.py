@@ -296,6 +296,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def epoch_plan(examples: Sequence, batch_size: int, multiple: int, seed: int, epoch: int,
+               resp_multiple: int | None = None, prefixes: Prefixes | None = None) -> list[PlannedBatch]:
+    """The planned batches of one training epoch, in order: the shuffled
+    order cut into ``batch_size`` chunks (``fixed_batch`` each)."""
+    order = epoch_order(len(examples), seed, epoch)
+    return [fixed_batch(examples, order[start : start + batch_size], batch_size, multiple, resp_multiple, prefixes)
+            for start in range(0, len(order), batch_size)]
+
+
 def training_batches(
     examples: Sequence, batch_size: int, multiple: int, seed: int, epoch: int, start_batch: int = 0,
     rows: slice | None = None, resp_multiple: int | None = None, prefixes: Prefixes | None = None,
@@ -304,10 +313,7 @@ def training_batches(
     resp_multiple: add ``resp_pos`` with its length rounded up to this;
     prefixes: rows hold the tokens after their shared prefix (module
     docstring). Either changes the batch shapes, never the loss."""
-    order = epoch_order(len(examples), seed, epoch)
-    for start in range(start_batch * batch_size, len(order), batch_size):
-        planned = fixed_batch(examples, order[start : start + batch_size], batch_size, multiple, resp_multiple,
-                              prefixes)
+    for planned in epoch_plan(examples, batch_size, multiple, seed, epoch, resp_multiple, prefixes)[start_batch:]:
         yield collate_plan(examples, planned, prefixes, rows)
 
 

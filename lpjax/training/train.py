@@ -24,7 +24,7 @@ from lpjax import faults, sharding
 from lpjax.aot import AotFunction, compile_stats
 from lpjax.config import TrainConfig
 from lpjax.training.checkpoint import Checkpointer
-from lpjax.data.batching import ROW_KEYS, batches_per_epoch, shared_prefixes, training_batches
+from lpjax.data.batching import ROW_KEYS, batches_per_epoch, collate_plan, epoch_plan, shared_prefixes
 from lpjax.loss import token_mean_loss
 
 
@@ -141,14 +141,22 @@ def train(
         step, epoch, batch_pos = latest, pos["epoch"], pos["batch"]
         logging.info("%s: resumed at step %d (epoch %d, batch %d)", name, step, epoch, batch_pos)
 
+    def put(batch):
+        batch.pop("index")
+        return sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS)
+
     t0, done_at_start, compiled_before = time.time(), step, compile_stats()
     while epoch < cfg.epochs:
-        for batch in training_batches(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, batch_pos, rows,
-                                      resp_multiple, prefixes):
-            batch.pop("index")
-            lr = np.float32(schedule(step))
-            params, opt_state, loss = step_fn(params, opt_state, lr,
-                                              sharding.put_batch(batch, mesh, cfg.batch_size, ROW_KEYS))
+        # Every batch shape the epoch will meet, compiled up front in
+        # parallel threads (one collated batch of each) instead of one by
+        # one as the loop reaches them.
+        plan = epoch_plan(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, resp_multiple, prefixes)[batch_pos:]
+        firsts = {(b.length, b.resp_len): b for b in reversed(plan)}
+        step_fn.precompile([(params, opt_state, np.float32(0), put(collate_plan(examples, b, prefixes, rows)))
+                            for b in firsts.values()])
+        for planned in plan:
+            batch = put(collate_plan(examples, planned, prefixes, rows))
+            params, opt_state, loss = step_fn(params, opt_state, np.float32(schedule(step)), batch)
             step += 1
             batch_pos += 1
             faults.point(f"step:{name}")

@@ -175,23 +175,23 @@ def _weighted_ce_bwd(chunk, residuals, g):
 weighted_cross_entropy.defvjp(_weighted_ce_fwd, _weighted_ce_bwd)
 
 
-def prefix_kv(model, prefix_tokens: jax.Array) -> list:
+def prefix_kv(model, prefix_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Keys and values of the prefix table ``prefix_tokens`` [K, P] (row 0
-    the empty prefix, not computed: zeros), one (k, v) per layer, each
-    [K, P, kv_heads, head_dim]. Callers whose parameters stay fixed over many
-    batches (scoring) may compute this once and pass it as batch["prefix_kv"]."""
+    the empty prefix, not computed: zeros), a model cache (keys, values),
+    each [layers, K, P, kv_heads, head_dim]. Callers whose parameters stay
+    fixed over many batches (scoring) may compute this once and pass it as
+    batch["prefix_kv"]."""
     k, p = prefix_tokens.shape
     if k == 1:  # no real prefix
         return model.init_cache(1, p)
     real = prefix_tokens[1:]
     _, cache = model.forward_cached(real, jnp.broadcast_to(jnp.arange(p), (k - 1, p)), model.init_cache(k - 1, p),
                                     True)
-    return [tuple(jnp.concatenate([jnp.zeros((1,) + x.shape[1:], x.dtype), x], axis=0) for x in layer)
-            for layer in cache]
+    return tuple(jnp.concatenate([jnp.zeros((x.shape[0], 1) + x.shape[2:], x.dtype), x], axis=1) for x in cache)
 
 
 def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_tokens: jax.Array,
-                        prefix_len: jax.Array, kv: list | None = None) -> jax.Array:
+                        prefix_len: jax.Array, kv: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """Hidden states [B, T, H] of rows that continue a shared prefix.
 
     Row b holds the tokens that follow prefix ``prefix_id[b]`` (a row of the
@@ -217,11 +217,11 @@ def hidden_after_prefix(model, tokens: jax.Array, prefix_id: jax.Array, prefix_t
         # last real token (which predicts nothing) can be affected.
         positions = jnp.minimum(positions, limit - 1)
 
-    def rows_cache(x):
-        rows = jnp.take(x, prefix_id, axis=0)
-        return jnp.concatenate([rows, jnp.zeros((b, t) + x.shape[2:], x.dtype)], axis=1)
+    def rows_cache(x):  # [layers, K, P, ...] -> [layers, B, P + T, ...]
+        rows = jnp.take(x, prefix_id, axis=1)
+        return jnp.concatenate([rows, jnp.zeros(rows.shape[:2] + (t,) + x.shape[3:], x.dtype)], axis=2)
 
-    cache = [(rows_cache(ck), rows_cache(cv)) for ck, cv in kv]
+    cache = tuple(rows_cache(x) for x in kv)
     hidden, _ = model.forward_cached(tokens, positions, cache, False)
     return hidden
 

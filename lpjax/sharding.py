@@ -31,6 +31,9 @@ RULES: dict[str, str | tuple[str, ...] | None] = {
     "mlp": "tensor",
     "norm": None,
     "position": None,
+    # The stacked decoder layers' leading axis: the layer scan slices it, so
+    # each device holds every layer (of its share of the other axes).
+    "layers": None,
 }
 
 

@@ -12,16 +12,22 @@ Interface of a model (a Flax NNX module):
   LM-head bias), so the loss never materializes full logits.
 - ``__call__(tokens) -> logits [B, T, V]`` in fp32.
 - ``init_cache(batch, length)`` and ``forward_cached(tokens, positions,
-  cache, prefill)`` for KV-cached generation (lpjax/evaluation/generate.py).
+  cache, prefill)`` for KV-cached generation (lpjax/evaluation/generate.py);
+  the cache is (keys, values), each [layers, B, S, kv_heads, head_dim].
 - ``cfg``: the family's frozen config dataclass.
 
+The decoder layers are one module whose parameters carry a leading
+``layers`` axis (`stack_layers`), run by one ``jax.lax.scan``
+(`CausalLM.run_layers`): XLA compiles one layer, not one per layer.
+
 Logical axis names used by the parameters (lpjax/sharding.py maps them):
-``vocab``, ``embed``, ``q_heads``, ``kv_heads``, ``mlp``, ``norm``,
+``layers``, ``vocab``, ``embed``, ``q_heads``, ``kv_heads``, ``mlp``, ``norm``,
 ``position`` (and ``None`` for an axis that stays replicated).
 """
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -30,8 +36,10 @@ import numpy as np
 from flax import nnx
 
 # A layer's KV cache: (keys, values), each [B, S, kv_heads, head_dim]; slot s
-# holds the token at position s of its row.
+# holds the token at position s of its row. A model's cache stacks them:
+# (keys, values), each [layers, B, S, kv_heads, head_dim].
 LayerCache = tuple[jax.Array, jax.Array]
+Cache = tuple[jax.Array, jax.Array]
 
 ACTIVATIONS = {
     "silu": jax.nn.silu,
@@ -211,6 +219,18 @@ REMAT_POLICIES = {
 }
 
 
+def stack_layers(num_layers: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
+    """One module holding ``num_layers`` independently initialized layers:
+    every parameter gets a leading axis named ``layers``."""
+
+    @nnx.split_rngs(splits=num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        return make(rngs)
+
+    return build(rngs)
+
+
 class CausalLM(nnx.Module):
     """Base of the decoder families: subclasses set ``cfg`` (with
     num_layers, num_heads, dim_per_head, tie_word_embeddings, and
@@ -219,25 +239,37 @@ class CausalLM(nnx.Module):
 
     cfg: Any
     embedding_attr = "embed_tokens"  # the [V, E] token table a tied head reuses
+    layers_attr = "layers"  # the stacked decoder layers (stack_layers)
     learned_positions = False  # a position table caps the length
     # Activation checkpointing of each layer in training (REMAT_POLICIES).
     remat: str = "none"
 
-    def run_layer(self, layer: nnx.Module, *args, prefill: bool = True):
-        """layer(*args, prefill), rematerialized in the backward pass as
-        ``self.remat`` says: memory for compute on long sequences."""
-        if self.remat == "none":
-            return layer(*args, prefill)
+    def run_layers(self, x: jax.Array, cache: Cache | None, *args, prefill: bool = True,
+                   per_layer: tuple[jax.Array, ...] = ()) -> tuple[jax.Array, Cache | None]:
+        """x through the stacked layers, one scan step per layer:
+        layer i(x, *args, *(a[i] for a in per_layer), cache=(keys[i], values[i]),
+        prefill=prefill).
+        Each step is rematerialized in the backward pass as ``self.remat``
+        says: memory for compute on long sequences."""
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
-        return nnx.remat(lambda l, *a: l(*a, prefill), policy=REMAT_POLICIES[self.remat])(layer, *args)
+        graphdef, state = nnx.split(getattr(self, self.layers_attr))
+
+        def step(x, xs):
+            layer_state, extra, layer_cache = xs
+            return nnx.merge(graphdef, layer_state)(x, *args, *extra, cache=layer_cache, prefill=prefill)
+
+        if self.remat != "none":
+            # prevent_cse=False: scan already keeps the recomputation apart.
+            step = jax.checkpoint(step, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
+        return jax.lax.scan(step, x, (state, per_layer, cache))
 
     @property
     def compute_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.cfg.compute_dtype)
 
-    def forward_cached(self, tokens: jax.Array, positions: jax.Array, cache: list[LayerCache] | None,
-                       prefill: bool = True) -> tuple[jax.Array, list[LayerCache] | None]:
+    def forward_cached(self, tokens: jax.Array, positions: jax.Array, cache: Cache | None,
+                       prefill: bool = True) -> tuple[jax.Array, Cache | None]:
         raise NotImplementedError
 
     def cache_shape(self) -> tuple[int, int, int]:
@@ -265,10 +297,10 @@ class CausalLM(nnx.Module):
             positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         return self.forward_cached(tokens, positions, None)[0]
 
-    def init_cache(self, batch: int, length: int) -> list[LayerCache]:
+    def init_cache(self, batch: int, length: int) -> Cache:
         layers, kv, d = self.cache_shape()
-        zeros = jnp.zeros((batch, length, kv, d), self.compute_dtype)
-        return [(zeros, zeros) for _ in range(layers)]
+        zeros = jnp.zeros((layers, batch, length, kv, d), self.compute_dtype)
+        return zeros, zeros
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         h = self.hidden_states(tokens).astype(jnp.float32)

@@ -1,7 +1,8 @@
 """How one transformers tensor maps onto one lpjax parameter.
 
 Each family's `hf_tensor_map(cfg)` returns {transformers name: Tensor}; the
-Tensor names the parameter's path in the NNX state and the layout change
+Tensor names the parameter's path in the NNX state (and, for a decoder
+layer's tensor, its slice of the stacked parameter's leading layer axis) and the layout change
 between the two (a transpose for nn.Linear's [out, in], a reshape for
 GPT-2's fused qkv, nothing for embeddings and norms). lpjax/models/hf.py
 streams checkpoints through these maps in both directions.
@@ -38,3 +39,12 @@ SPLIT_LAST = Transform(
 class Tensor:
     path: tuple[str | int, ...]
     transform: Transform = IDENTITY
+    layer: int | None = None  # checkpoint tensor = parameter[layer] (stacked layers)
+
+    def shape(self, param_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The lpjax shape of this tensor's part of a parameter."""
+        return tuple(param_shape if self.layer is None else param_shape[1:])
+
+    def part(self, value):
+        """This tensor's part of a parameter's value (lpjax layout)."""
+        return value if self.layer is None else value[self.layer]

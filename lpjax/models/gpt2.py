@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lpjax.models.common import (CausalLM, LayerNorm, Linear, activation, const_param, normal_param,
-                                 self_attention)
+                                 self_attention, stack_layers)
 from lpjax.models.convert import SPLIT_LAST, TRANSPOSE, Tensor
 
 
@@ -89,18 +89,21 @@ class FusedQKV(nnx.Module):
 
 
 class GPT2Attention(nnx.Module):
-    def __init__(self, cfg: GPT2Config, layer_idx: int, rngs: nnx.Rngs):
+    def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs):
         self.cfg = cfg
         self.c_attn = FusedQKV(cfg.hidden_size, rngs)
         self.c_proj = Linear(cfg.hidden_size, cfg.hidden_size, ("q_heads", "embed"), rngs, bias=True)
-        scale = cfg.dim_per_head**-0.5 if cfg.scale_attn_weights else 1.0
-        self.scale = scale / (layer_idx + 1) if cfg.scale_attn_by_inverse_layer_idx else scale
+        self.scale = cfg.dim_per_head**-0.5 if cfg.scale_attn_weights else 1.0
 
-    def __call__(self, x, positions, cache=None, prefill=True):
+    def __call__(self, x, positions, index, cache=None, prefill=True):
         b, t, _ = x.shape
         n, d = self.cfg.num_heads, self.cfg.dim_per_head
         qkv = self.c_attn(x)
         q, k, v = (qkv[:, :, i].reshape(b, t, n, d) for i in range(3))
+        if self.cfg.scale_attn_by_inverse_layer_idx:
+            # The layer index is traced (one scanned layer serves all), so
+            # the extra 1 / (index + 1) scales the queries, not the static scale.
+            q = (q.astype(jnp.float32) / (index + 1)).astype(q.dtype)
         out, cache = self_attention(q, k, v, positions, cache, prefill, self.scale)
         return self.c_proj(out), cache
 
@@ -116,27 +119,28 @@ class GPT2MLP(nnx.Module):
 
 
 class GPT2Block(nnx.Module):
-    def __init__(self, cfg: GPT2Config, layer_idx: int, rngs: nnx.Rngs):
+    def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs):
         self.ln_1 = LayerNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
-        self.attn = GPT2Attention(cfg, layer_idx, rngs)
+        self.attn = GPT2Attention(cfg, rngs)
         self.ln_2 = LayerNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
         self.mlp = GPT2MLP(cfg, rngs)
 
-    def __call__(self, x, positions, cache=None, prefill=True):
-        h, cache = self.attn(self.ln_1(x), positions, cache, prefill)
+    def __call__(self, x, positions, index, cache=None, prefill=True):
+        h, cache = self.attn(self.ln_1(x), positions, index, cache, prefill)
         x = x + h
         return x + self.mlp(self.ln_2(x)), cache
 
 
 class GPT2LMHeadModel(CausalLM):
     embedding_attr = "wte"
+    layers_attr = "h"
     learned_positions = True
 
     def __init__(self, cfg: GPT2Config, rngs: nnx.Rngs):
         self.cfg = cfg
         self.wte = normal_param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), 0.02)
         self.wpe = normal_param(rngs, (cfg.max_position_embeddings, cfg.hidden_size), ("position", "embed"), 0.01)
-        self.h = nnx.List([GPT2Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+        self.h = stack_layers(cfg.num_layers, lambda r: GPT2Block(cfg, r), rngs)
         self.ln_f = LayerNorm(cfg.hidden_size, cfg.layer_norm_epsilon)
         self.lm_head = None if cfg.tie_word_embeddings else normal_param(
             rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), 0.02)
@@ -145,11 +149,8 @@ class GPT2LMHeadModel(CausalLM):
         dtype = self.compute_dtype
         x = jnp.take(self.wte[...], tokens, axis=0).astype(dtype)
         x = x + jnp.take(self.wpe[...], positions, axis=0).astype(dtype)
-        new_cache = []
-        for i, block in enumerate(self.h):
-            x, c = self.run_layer(block, x, positions, None if cache is None else cache[i], prefill=prefill)
-            new_cache.append(c)
-        return self.ln_f(x), (new_cache if cache is not None else None)
+        x, cache = self.run_layers(x, cache, positions, prefill=prefill, per_layer=(jnp.arange(self.cfg.num_layers),))
+        return self.ln_f(x), cache
 
 
 def hf_tensor_map(cfg: GPT2Config) -> dict[str, Tensor]:
@@ -162,13 +163,13 @@ def hf_tensor_map(cfg: GPT2Config) -> dict[str, Tensor]:
         hp = f"{p}h.{i}."
         for norm in ("ln_1", "ln_2"):
             for leaf in ("weight", "bias"):
-                out[f"{hp}{norm}.{leaf}"] = Tensor(("h", i, norm, leaf))
+                out[f"{hp}{norm}.{leaf}"] = Tensor(("h", norm, leaf), layer=i)
         # Conv1D weights are [in, out] already.
-        out[hp + "attn.c_attn.weight"] = Tensor(("h", i, "attn", "c_attn", "kernel"), SPLIT_LAST)
-        out[hp + "attn.c_attn.bias"] = Tensor(("h", i, "attn", "c_attn", "bias"), SPLIT_LAST)
+        out[hp + "attn.c_attn.weight"] = Tensor(("h", "attn", "c_attn", "kernel"), SPLIT_LAST, i)
+        out[hp + "attn.c_attn.bias"] = Tensor(("h", "attn", "c_attn", "bias"), SPLIT_LAST, i)
         for block, name in (("attn", "c_proj"), ("mlp", "c_fc"), ("mlp", "c_proj")):
-            out[f"{hp}{block}.{name}.weight"] = Tensor(("h", i, block, name, "kernel"))
-            out[f"{hp}{block}.{name}.bias"] = Tensor(("h", i, block, name, "bias"))
+            out[f"{hp}{block}.{name}.weight"] = Tensor(("h", block, name, "kernel"), layer=i)
+            out[f"{hp}{block}.{name}.bias"] = Tensor(("h", block, name, "bias"), layer=i)
     return out
 
 

@@ -14,6 +14,7 @@ ignored), or of the wrong shape.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -153,7 +154,7 @@ def _plan(path: str, compute_dtype: str):
             with safe_open(file, framework="numpy") as f:
                 for name in names:
                     t = tensor_map[name]
-                    want = t.transform.hf_shape(variables[t.path].get_value().shape)
+                    want = t.transform.hf_shape(t.shape(variables[t.path].get_value().shape))
                     got = tuple(f.get_slice(present[name]).get_shape())
                     if got != want:
                         raise _shape_error(path, name, got, want)
@@ -174,13 +175,26 @@ def load_hf(path: str, compute_dtype: str = "float32", param_dtype: str = "float
 
     hf_config, graphdef, state, variables, tensor_map, present, by_file = _plan(path, compute_dtype)
     dtype = np.dtype(param_dtype) if param_dtype != "bfloat16" else jnp.bfloat16
+    # A stacked layer parameter is gathered on the host from its layers'
+    # tensors (which may lie in different shards) and goes to the device
+    # once complete, so the host holds at most the incomplete ones.
+    pending = collections.Counter(t.path for t in tensor_map.values())
+    stacks: dict[tuple, np.ndarray] = {}
     for file, names in sorted(by_file.items()):
         with safe_open(file, framework="numpy") as f:
             for name in names:
                 t = tensor_map[name]
                 var = variables[t.path]
-                array = t.transform.to_lpjax(f.get_tensor(present[name]), var.get_value().shape)
-                var.set_value(jnp.asarray(array.astype(dtype)))
+                shape = var.get_value().shape
+                array = t.transform.to_lpjax(f.get_tensor(present[name]), t.shape(shape)).astype(dtype)
+                if t.layer is not None:
+                    stack = stacks.setdefault(t.path, np.empty(shape, dtype))
+                    stack[t.layer] = array
+                    array = stack
+                pending[t.path] -= 1
+                if not pending[t.path]:
+                    var.set_value(jnp.asarray(array))
+                    stacks.pop(t.path, None)
                 del array
     return nnx.merge(graphdef, state), hf_config
 
@@ -242,7 +256,7 @@ def save_hf(model: nnx.Module, out_dir: str, tokenizer: Any = None, hf_config: d
 
     variables = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     tensor_map = fam.tensor_map(model.cfg)
-    nbytes = {name: 4 * int(np.prod(variables[t.path].get_value().shape)) for name, t in tensor_map.items()}
+    nbytes = {name: 4 * int(np.prod(t.shape(variables[t.path].get_value().shape))) for name, t in tensor_map.items()}
     shards: list[list[str]] = [[]]
     size = 0
     for name in tensor_map:
@@ -258,7 +272,7 @@ def save_hf(model: nnx.Module, out_dir: str, tokenizer: Any = None, hf_config: d
             tensors = {}
             for name in names:
                 t = tensor_map[name]
-                value = np.asarray(variables[t.path].get_value(), dtype=np.float32)
+                value = np.asarray(t.part(variables[t.path].get_value()), dtype=np.float32)
                 tensors[name] = np.ascontiguousarray(t.transform.to_hf(value))
                 weight_map[name] = file
             save_file(tensors, os.path.join(tmp, file), metadata={"format": "pt"})

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from lpjax.models.common import (CausalLM, LayerCache, Linear, activation, const_param, gated, normal_param,
-                                 self_attention)
+                                 self_attention, stack_layers)
 from lpjax.models.convert import TRANSPOSE, Tensor
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
@@ -229,7 +229,7 @@ class LlamaForCausalLM(CausalLM):
     def __init__(self, cfg: LlamaConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.embed_tokens = normal_param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), 0.02)
-        self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.layers = stack_layers(cfg.num_layers, lambda r: DecoderLayer(cfg, r), rngs)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if not cfg.tie_word_embeddings:
             self.lm_head = normal_param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), 0.02)
@@ -237,11 +237,8 @@ class LlamaForCausalLM(CausalLM):
     def forward_cached(self, tokens, positions, cache=None, prefill=True):
         x = jnp.take(self.embed_tokens[...], tokens, axis=0).astype(self.compute_dtype)
         cos, sin = rope_tables(positions, self.cfg)
-        new_cache = []
-        for i, layer in enumerate(self.layers):
-            x, c = self.run_layer(layer, x, cos, sin, positions, None if cache is None else cache[i], prefill=prefill)
-            new_cache.append(c)
-        return self.norm(x), (new_cache if cache is not None else None)
+        x, cache = self.run_layers(x, cache, cos, sin, positions, prefill=prefill)
+        return self.norm(x), cache
 
 
 def hf_tensor_map(cfg: LlamaConfig) -> dict[str, Tensor]:
@@ -254,12 +251,12 @@ def hf_tensor_map(cfg: LlamaConfig) -> dict[str, Tensor]:
     for i in range(cfg.num_layers):
         p = f"model.layers.{i}."
         for norm in ("input_layernorm", "post_attention_layernorm"):
-            out[p + norm + ".weight"] = Tensor(("layers", i, norm, "weight"))
+            out[p + norm + ".weight"] = Tensor(("layers", norm, "weight"), layer=i)
         for block, (names, bias) in linears.items():
             for name in names:
-                out[f"{p}{block}.{name}.weight"] = Tensor(("layers", i, block, name, "kernel"), TRANSPOSE)
+                out[f"{p}{block}.{name}.weight"] = Tensor(("layers", block, name, "kernel"), TRANSPOSE, i)
                 if bias:
-                    out[f"{p}{block}.{name}.bias"] = Tensor(("layers", i, block, name, "bias"))
+                    out[f"{p}{block}.{name}.bias"] = Tensor(("layers", block, name, "bias"), layer=i)
     return out
 
 

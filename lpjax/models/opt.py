@@ -21,7 +21,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from lpjax.models.common import CausalLM, LayerNorm, Linear, activation, normal_param, self_attention
+from lpjax.models.common import CausalLM, LayerNorm, Linear, activation, normal_param, self_attention, stack_layers
 from lpjax.models.convert import TRANSPOSE, Tensor
 
 POSITION_OFFSET = 2  # transformers' OPTLearnedPositionalEmbedding.offset
@@ -145,7 +145,7 @@ class OPTForCausalLM(CausalLM):
         # not map two axes to the same mesh axis.
         self.project_in = Linear(e, h, (None, "embed"), rngs) if e != h else None
         self.project_out = Linear(h, e, ("embed", None), rngs) if e != h else None
-        self.layers = nnx.List([OPTDecoderLayer(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.layers = stack_layers(cfg.num_layers, lambda r: OPTDecoderLayer(cfg, r), rngs)
         self.final_layer_norm = (LayerNorm(h, cfg.layer_norm_eps, cfg.layer_norm_elementwise_affine)
                                  if cfg.has_final_layer_norm else None)
         self.lm_head = None if cfg.tie_word_embeddings else normal_param(rngs, (e, cfg.vocab_size), ("embed", "vocab"), 0.02)
@@ -158,15 +158,12 @@ class OPTForCausalLM(CausalLM):
         # With right padding (or a per-row cursor), transformers' positions
         # cumsum(attention_mask) - 1 are just the token indices.
         x = x + jnp.take(self.embed_positions[...], positions + POSITION_OFFSET, axis=0).astype(dtype)
-        new_cache = []
-        for i, layer in enumerate(self.layers):
-            x, c = self.run_layer(layer, x, positions, None if cache is None else cache[i], prefill=prefill)
-            new_cache.append(c)
+        x, cache = self.run_layers(x, cache, positions, prefill=prefill)
         if self.final_layer_norm is not None:
             x = self.final_layer_norm(x)
         if self.project_out is not None:
             x = self.project_out(x)
-        return x, (new_cache if cache is not None else None)
+        return x, cache
 
 
 def hf_tensor_map(cfg: OPTConfig) -> dict[str, Tensor]:
@@ -186,14 +183,14 @@ def hf_tensor_map(cfg: OPTConfig) -> dict[str, Tensor]:
         lp = f"{p}layers.{i}."
         linears = [("self_attn", n) for n in ("q_proj", "k_proj", "v_proj", "out_proj")] + [(None, "fc1"), (None, "fc2")]
         for block, name in linears:
-            path = ("layers", i) + ((block,) if block else ()) + (name,)
+            path = ("layers",) + ((block,) if block else ()) + (name,)
             hf = lp + (f"{block}." if block else "") + name
-            out[hf + ".weight"] = Tensor(path + ("kernel",), TRANSPOSE)
+            out[hf + ".weight"] = Tensor(path + ("kernel",), TRANSPOSE, i)
             if cfg.enable_bias:
-                out[hf + ".bias"] = Tensor(path + ("bias",))
+                out[hf + ".bias"] = Tensor(path + ("bias",), layer=i)
         for norm in norms:
-            out[f"{lp}{norm}.weight"] = Tensor(("layers", i, norm, "weight"))
-            out[f"{lp}{norm}.bias"] = Tensor(("layers", i, norm, "bias"))
+            out[f"{lp}{norm}.weight"] = Tensor(("layers", norm, "weight"), layer=i)
+            out[f"{lp}{norm}.bias"] = Tensor(("layers", norm, "bias"), layer=i)
     return out
 
 

@@ -68,7 +68,7 @@ class ScoreFn:
             fn = self._fn(tuple(sorted(batches[0][0])))
             fn.precompile([(params, self._placed(b, rows)) for b, rows in batches])
 
-    def prefix_kv(self, params: Any, prefix_tokens: np.ndarray) -> list:
+    def prefix_kv(self, params: Any, prefix_tokens: np.ndarray) -> tuple[jax.Array, jax.Array]:
         """The prefixes' keys/values, once per pass (params are fixed in one)."""
         return self._kv(params, prefix_tokens)
 

@@ -57,7 +57,7 @@ def lpjax_gradients(model, examples) -> tuple[float, dict[str, np.ndarray]]:
     total = np.maximum(batch["loss_mask"].sum(), 1.0)
     loss, grads = jax.jit(jax.value_and_grad(lambda p: token_mean_loss(nnx.merge(graphdef, p), batch, total)))(params)
     flat = dict(nnx.to_flat_state(grads))
-    out = {name: np.asarray(t.transform.to_hf(np.asarray(flat[t.path].get_value())))
+    out = {name: np.asarray(t.transform.to_hf(t.part(np.asarray(flat[t.path].get_value()))))
            for name, t in family_of_model(model).tensor_map(model.cfg).items()}
     return float(loss), out
 

@@ -39,13 +39,15 @@ def test_logits_and_response_loss_match_transformers(case, hf_checkpoint):
 
 
 def test_parameters_are_fp32_with_logical_axis_names(hf_checkpoint):
-    allowed = {"vocab", "embed", "q_heads", "kv_heads", "mlp", "norm", "position", None}
+    allowed = {"layers", "vocab", "embed", "q_heads", "kv_heads", "mlp", "norm", "position", None}
     for case in ("llama_gqa_untied_bias", "opt_post_ln_proj", "gpt2"):
         model, _ = load_hf(hf_checkpoint(case)[0], compute_dtype="bfloat16")
         for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
             names = var.get_metadata().get("out_sharding")
             assert names is not None and len(names) == var.get_value().ndim, path
             assert set(names) <= allowed, (path, names)
+            # Decoder layers are stacked: their parameters lead with the layer axis.
+            assert (names[0] == "layers") == (path[0] in ("layers", "h")), (path, names)
             assert len([n for n in names if n]) == len({n for n in names if n}), (path, names)
             assert var.get_value().dtype == jnp.float32, path
 

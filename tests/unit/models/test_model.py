@@ -21,16 +21,17 @@ def test_gqa_equals_attention_with_repeated_kv_heads():
     gqa = tiny_model(31, seed=2, num_heads=4, num_kv_heads=2)
     mha = tiny_model(31, seed=2, num_heads=4, num_kv_heads=4)
     d = 32 // 4
-    for layer_g, layer_m in zip(gqa.layers, mha.layers):
-        for name in ("q_proj", "o_proj"):
-            getattr(layer_m.self_attn, name).kernel[...] = getattr(layer_g.self_attn, name).kernel[...]
-        for name in ("k_proj", "v_proj"):
-            k = getattr(layer_g.self_attn, name).kernel[...].reshape(32, 2, 1, d)
-            getattr(layer_m.self_attn, name).kernel[...] = jnp.repeat(k, 2, axis=2).reshape(32, 4 * d)
-        for part in ("gate_proj", "up_proj", "down_proj"):
-            getattr(layer_m.mlp, part).kernel[...] = getattr(layer_g.mlp, part).kernel[...]
-        layer_m.input_layernorm.weight[...] = layer_g.input_layernorm.weight[...]
-        layer_m.post_attention_layernorm.weight[...] = layer_g.post_attention_layernorm.weight[...]
+    layer_g, layer_m = gqa.layers, mha.layers  # stacked: a leading layer axis
+    for name in ("q_proj", "o_proj"):
+        getattr(layer_m.self_attn, name).kernel[...] = getattr(layer_g.self_attn, name).kernel[...]
+    for name in ("k_proj", "v_proj"):
+        k = getattr(layer_g.self_attn, name).kernel[...]
+        k = k.reshape(k.shape[0], 32, 2, 1, d)
+        getattr(layer_m.self_attn, name).kernel[...] = jnp.repeat(k, 2, axis=3).reshape(k.shape[0], 32, 4 * d)
+    for part in ("gate_proj", "up_proj", "down_proj"):
+        getattr(layer_m.mlp, part).kernel[...] = getattr(layer_g.mlp, part).kernel[...]
+    layer_m.input_layernorm.weight[...] = layer_g.input_layernorm.weight[...]
+    layer_m.post_attention_layernorm.weight[...] = layer_g.post_attention_layernorm.weight[...]
     mha.embed_tokens[...] = gqa.embed_tokens[...]
     tokens = jnp.asarray(np.random.default_rng(1).integers(0, 31, (2, 9)), jnp.int32)
     np.testing.assert_allclose(np.asarray(gqa(tokens)), np.asarray(mha(tokens)), rtol=1e-5, atol=1e-5)

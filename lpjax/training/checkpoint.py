@@ -13,8 +13,10 @@ from lpjax import faults
 # The layout of stored weights and optimizer states, in the keys of the
 # stages that store them (base, probe, target): bump it when either changes,
 # so a checkpoint in an old layout is never found and restored.
-# "unit-lr-adamw": the optimizer state holds no schedule step (train.py).
-STORE_FORMAT = "unit-lr-adamw"
+# "unit-lr-adamw": the optimizer state holds no schedule step (train.py);
+# "stacked-layers": decoder layers are one module with a leading layers axis
+# (lpjax/models/common.py stack_layers).
+STORE_FORMAT = "unit-lr-adamw,stacked-layers"
 
 
 class Checkpointer:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from lpjax import atomic
-from lpjax.workdir import Stage, UndeclaredRead, Workdir
+from lpjax.workdir import Stage, UndeclaredRead, Workdir, stage_key
 
 
 @dataclasses.dataclass
@@ -47,6 +47,14 @@ def test_key_follows_declared_fields_only(tmp_path):
     assert runs(work) == ["ran", "skipped", "ran"]
     assert json.load(open(os.path.join(second.dir, "value.json")))["a"] == 5
     assert json.load(open(os.path.join(first.dir, "value.json")))["a"] == 1  # the earlier output is kept
+
+
+def test_a_stored_format_enters_the_key_only_when_set():
+    """Outputs stored in an older layout (model weights before their layers
+    were stacked) are never found under the new one."""
+    keys = {fmt: stage_key(dataclasses.replace(STAGE, format=fmt), Cfg(), {}, {}, "s")[0]
+            for fmt in (None, "a", "b")}
+    assert len(set(keys.values())) == 3
 
 
 def test_switching_back_reuses_the_earlier_output_and_repoints_the_link(tmp_path):

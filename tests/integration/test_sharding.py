@@ -65,11 +65,11 @@ def test_token_budget_response_head_and_prefixes_score_the_same_on_a_mesh(shape)
 
 def test_parameters_are_sharded_as_the_rules_say(results):
     params, _, _ = results[(2, 2, 2)]
-    q = params["layers"][0]["self_attn"]["q_proj"]["kernel"][...]
-    assert q.sharding.spec == P("fsdp", "tensor")
-    assert q.addressable_shards[0].data.shape == (q.shape[0] // 2, q.shape[1] // 2)
+    q = params["layers"]["self_attn"]["q_proj"]["kernel"][...]  # stacked: [layers, embed, q_heads]
+    assert q.sharding.spec == P(None, "fsdp", "tensor")
+    assert q.addressable_shards[0].data.shape == (q.shape[0], q.shape[1] // 2, q.shape[2] // 2)
     emb = params["embed_tokens"][...]
     assert emb.sharding.spec == P("tensor", "fsdp")
     assert emb.addressable_shards[0].data.shape == (VOCAB // 2, emb.shape[1] // 2)
     params8, _, _ = results[(8, 1, 1)]
-    assert params8["layers"][0]["mlp"]["up_proj"]["kernel"][...].sharding.is_fully_replicated
+    assert params8["layers"]["mlp"]["up_proj"]["kernel"][...].sharding.is_fully_replicated

@@ -34,7 +34,7 @@ def tok(tmp_path_factory):
 def model(tok):
     # Untied: a tied random model repeats its last token; this one varies,
     # and emits EOS within a few tokens on some of the prompts below.
-    return tiny_model(len(tok), seed=4, tie_word_embeddings=False)
+    return tiny_model(len(tok), seed=48, tie_word_embeddings=False)
 
 
 def items(n, seed=0):

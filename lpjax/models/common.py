@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# A layer's KV cache: (keys, values), each [B, S, kv_heads, head_dim]; slot s
-# holds the token at position s of its row. A model's cache stacks them:
-# (keys, values), each [layers, B, S, kv_heads, head_dim].
-LayerCache = tuple[jax.Array, jax.Array]
+# A model's KV cache: (keys, values), each [layers, B, S, kv_heads, head_dim];
+# slot s holds the token at position s of its row. A layer sees the whole
+# stack and its own index: (keys, values, layer).
+LayerCache = tuple[jax.Array, jax.Array, jax.Array]
 Cache = tuple[jax.Array, jax.Array]
 
 ACTIVATIONS = {
@@ -194,14 +194,18 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     b, t = positions.shape
     new_cache = None
     if cache is not None:
+        # The model's whole stacked cache and this layer's index: the new
+        # keys/values are scattered into the stack in place (the scan carries
+        # it), so a decode step writes one slot, not a copy of the cache.
+        keys, values, layer = cache
         rows = jnp.arange(b)[:, None]
-        ck = cache[0].at[rows, positions].set(k.astype(cache[0].dtype))
-        cv = cache[1].at[rows, positions].set(v.astype(cache[1].dtype))
-        new_cache = (ck, cv)
+        keys = keys.at[layer, rows, positions].set(k.astype(keys.dtype))
+        values = values.at[layer, rows, positions].set(v.astype(values.dtype))
+        new_cache = (keys, values, layer)
     if cache is None or prefill:
         q_pos = k_pos = jnp.broadcast_to(jnp.arange(t), (b, t))
     else:
-        k, v = new_cache
+        k, v = keys[layer], values[layer]
         q_pos, k_pos = positions, jnp.broadcast_to(jnp.arange(k.shape[1]), (b, k.shape[1]))
     delta = q_pos[:, :, None] - k_pos[:, None, :]
     mask = delta >= 0
@@ -217,6 +221,11 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+
+
+def state_layers(state: nnx.State) -> int:
+    """The length of the leading ``layers`` axis of a stacked layer's state."""
+    return jax.tree.leaves(state)[0].shape[0]
 
 
 def stack_layers(num_layers: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
@@ -247,22 +256,27 @@ class CausalLM(nnx.Module):
     def run_layers(self, x: jax.Array, cache: Cache | None, *args, prefill: bool = True,
                    per_layer: tuple[jax.Array, ...] = ()) -> tuple[jax.Array, Cache | None]:
         """x through the stacked layers, one scan step per layer:
-        layer i(x, *args, *(a[i] for a in per_layer), cache=(keys[i], values[i]),
-        prefill=prefill).
+        layer i(x, *args, *(a[i] for a in per_layer), cache=(keys, values, i),
+        prefill=prefill), the stacked cache carried from layer to layer.
         Each step is rematerialized in the backward pass as ``self.remat``
         says: memory for compute on long sequences."""
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}; choose one of {sorted(REMAT_POLICIES)}")
         graphdef, state = nnx.split(getattr(self, self.layers_attr))
+        layer_index = jnp.arange(state_layers(state), dtype=jnp.int32)
 
-        def step(x, xs):
-            layer_state, extra, layer_cache = xs
-            return nnx.merge(graphdef, layer_state)(x, *args, *extra, cache=layer_cache, prefill=prefill)
+        def step(carry, xs):
+            x, cache = carry
+            layer_state, extra, i = xs
+            layer_cache = None if cache is None else (*cache, i)
+            x, layer_cache = nnx.merge(graphdef, layer_state)(x, *args, *extra, cache=layer_cache, prefill=prefill)
+            return (x, None if cache is None else layer_cache[:2]), None
 
         if self.remat != "none":
             # prevent_cse=False: scan already keeps the recomputation apart.
             step = jax.checkpoint(step, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
-        return jax.lax.scan(step, x, (state, per_layer, cache))
+        (x, cache), _ = jax.lax.scan(step, (x, cache), (state, per_layer, layer_index))
+        return x, cache
 
     @property
     def compute_dtype(self) -> jnp.dtype:

@@ -73,6 +73,7 @@ def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], 
 
     def generate(params, prompts, lengths, key, temperature, top_k, top_p):
         model = nnx.merge(graphdef, params)
+        model.unstack_layers()  # the decode loop's fastest form (lpjax/models/common.py)
         b, p = prompts.shape
         total = p + max_new_tokens
         if model.max_length() is not None and total > model.max_length():
@@ -80,7 +81,8 @@ def _decoder(graphdef: nnx.GraphDef, max_new_tokens: int, eos: tuple[int, ...], 
                              f"{model.max_length()} learned positions")
         rows = jnp.arange(b)
         head = model.head_weight()
-        cache = model.init_cache(b, total)
+        keys, values = model.init_cache(b, total)
+        cache = [(keys[i], values[i]) for i in range(keys.shape[0])]
         hidden, cache = model.forward_cached(prompts, jnp.broadcast_to(jnp.arange(p), (b, p)), cache, prefill=True)
         logits = hidden[rows, lengths - 1].astype(jnp.float32) @ head
         tokens = jnp.zeros((b, total), prompts.dtype).at[:, :p].set(prompts)

@@ -148,14 +148,14 @@ def train(
     t0, done_at_start, compiled_before = time.time(), step, compile_stats()
     while epoch < cfg.epochs:
         # Every batch shape the epoch will meet, compiled up front in
-        # parallel threads (one collated batch of each) instead of one by
-        # one as the loop reaches them.
+        # parallel threads (on the first batch of each shape, which the loop
+        # then uses) instead of one by one as the loop reaches them.
         plan = epoch_plan(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, resp_multiple, prefixes)[batch_pos:]
-        firsts = {(b.length, b.resp_len): b for b in reversed(plan)}
-        step_fn.precompile([(params, opt_state, np.float32(0), put(collate_plan(examples, b, prefixes, rows)))
-                            for b in firsts.values()])
-        for planned in plan:
-            batch = put(collate_plan(examples, planned, prefixes, rows))
+        firsts = {(b.length, b.resp_len): i for i, b in reversed(list(enumerate(plan)))}
+        ready = {i: put(collate_plan(examples, plan[i], prefixes, rows)) for i in sorted(firsts.values())}
+        step_fn.precompile([(params, opt_state, np.float32(0), batch) for batch in ready.values()])
+        for i, planned in enumerate(plan):
+            batch = ready.pop(i) if i in ready else put(collate_plan(examples, planned, prefixes, rows))
             params, opt_state, loss = step_fn(params, opt_state, np.float32(schedule(step)), batch)
             step += 1
             batch_pos += 1

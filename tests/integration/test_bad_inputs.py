@@ -301,6 +301,8 @@ def _bad_test_set(d):
 
 REJECT.update({
     "percent-zero": _config_value("--config.select.percent=0", field="select.percent"),
+    "percent-negative": _config_value("--config.select.percent=-5", field="select.percent"),
+    "template-unknown": _config_value("--config.data.template=vicuna", field="data.template"),
     "lr-negative": _config_value("--config.probe.train.lr=-1", field="probe.train.lr"),
     "max-len-tiny": _config_value("--config.data.max_len=2", field="data.max_len"),
     "test-size-negative": _config_value("--config.data.test_size=-3", field="data.test_size"),

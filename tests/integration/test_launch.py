@@ -140,36 +140,10 @@ def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
     np.testing.assert_array_equal(read_scores(w), read_scores(first_run))
 
 
-@pytest.mark.parametrize(
-    "content,needle",
-    [
-        ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}]', "record 2"),
-        ('[{"instruction": "a", "input": "", "output": 3}]', "record 1"),
-        ('[{"instruction": "a", "input": "", "output": "b"},\n {"instruction": ', "record 2"),
-        ("", "empty"),
-    ],
-    ids=["missing-field", "non-string", "invalid-json", "empty"],
-)
-def test_bad_input_stops_before_training_with_one_line(tmp_path, content, needle):
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    w = tmp_path / "w"
-    proc = launch(str(w), f"--config.data.source={path}")
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("lpjax: ")]
-    assert len(errors) == 1 and errors[0].startswith(f"lpjax: {path}: ") and needle in errors[0], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert not os.path.exists(w)  # refused before the workdir was made
-
-
-@pytest.mark.parametrize("overrides,field", [
-    (["--config.data.template=vicuna"], "data.template"),
-    (["--config.select.percent=-5"], "select.percent"),
-    (["--config.mesh.shape=(8,1,1)", "--config.target.train.batch_size=12"], "target.train.batch_size"),
-    (["--config.data.source=/nonexistent/alpaca.json"], "data.source"),
-    (["--config.select.percnt=5"], "select.percnt"),
-], ids=["enum", "negative-percent", "mesh-split", "missing-path", "misspelt-field"])
-def test_bad_config_is_refused_before_the_data_stage(tmp_path, overrides, field):
+def test_batch_that_does_not_split_over_the_mesh_is_refused_before_the_data_stage(tmp_path):
+    """On 8 devices (the other bad inputs, one device each, are the corpus of
+    tests/integration/test_bad_inputs.py)."""
+    overrides, field = ["--config.mesh.shape=(8,1,1)", "--config.target.train.batch_size=12"], "target.train.batch_size"
     w = tmp_path / "w"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={w}", *overrides]

@@ -208,6 +208,28 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: fl
     return out.reshape(b, t, h * d)
 
 
+# Query rows per block of causal attention without a cache (training,
+# scoring): a block attends only to the keys up to its last row, so the
+# masked upper triangle is mostly never computed. At 336 tokens (SmolLM2,
+# fp32, Intel Xeon, 2 cores) the attention's forward + backward over 30
+# layers took 2.8 s instead of 3.8 s; at 512, 5.5 s instead of 8.4 s.
+ATTENTION_BLOCK = 128
+
+
+def _causal_blocks(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, window: int | None) -> jax.Array:
+    b, t = q.shape[:2]
+    outs = []
+    for start in range(0, t, ATTENTION_BLOCK):
+        end = min(start + ATTENTION_BLOCK, t)
+        delta = jnp.arange(start, end)[:, None] - jnp.arange(end)[None, :]
+        mask = delta >= 0
+        if window is not None:
+            mask &= delta < window
+        outs.append(_attend(q[:, start:end], k[:, :end], v[:, :end], jnp.broadcast_to(mask, (b, end - start, end)),
+                            scale))
+    return jnp.concatenate(outs, axis=1)
+
+
 def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, cache: LayerCache | None,
                    prefill: bool, scale: float, window: int | None = None) -> tuple[jax.Array, LayerCache | None]:
     """Causal self-attention over this call's tokens, or over the KV cache.
@@ -220,6 +242,8 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     at different positions.
     """
     b, t = positions.shape
+    if cache is None and t > ATTENTION_BLOCK:
+        return _causal_blocks(q, k, v.astype(q.dtype), scale, window), None
     new_cache = None
     if cache is not None:
         rows = jnp.arange(b)[:, None]

@@ -2,7 +2,9 @@
 
 The models' attention and gated MLP have hand-written backward passes
 (lpjax.models.common: the attention recomputes its probabilities from the
-saved log-sum-exp, the gated activation recomputes act(gate)), so the
+saved log-sum-exp and runs long sequences in causal query blocks, the
+gated activation recomputes act(gate), every projection writes out its
+weight gradient), so the
 gradient of the training loss is checked parameter by parameter against
 PyTorch's on the same right-padded batch.
 """
@@ -13,6 +15,7 @@ from flax import nnx
 
 from lpjax.data import batching
 from lpjax.loss import token_mean_loss
+from lpjax.models import common
 from lpjax.models.family import family_of_model
 from lpjax.models.hf import load_hf
 from tests.helpers import random_examples
@@ -62,8 +65,13 @@ def lpjax_gradients(model, examples) -> tuple[float, dict[str, np.ndarray]]:
     return float(loss), out
 
 
+@pytest.mark.parametrize("block", [None, 8], ids=["one-block", "causal-blocks"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_training_gradients_match_transformers(case, hf_checkpoint):
+def test_training_gradients_match_transformers(case, block, hf_checkpoint, monkeypatch):
+    """``causal-blocks``: attention in query blocks of 8 rows (the path
+    sequences longer than ATTENTION_BLOCK take), three blocks here."""
+    if block is not None:
+        monkeypatch.setattr(common, "ATTENTION_BLOCK", block)
     path, ref = hf_checkpoint(case)
     examples = random_examples(6, VOCAB, seed=3, max_len=20)
     want_loss, want = torch_gradients(ref, examples)

@@ -212,15 +212,19 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: fl
 # scoring): a block attends only to the keys up to its last row, so the
 # masked upper triangle is mostly never computed. At 336 tokens (SmolLM2,
 # fp32, Intel Xeon, 2 cores) the attention's forward + backward over 30
-# layers took 2.8 s instead of 3.8 s; at 512, 5.5 s instead of 8.4 s.
+# layers took 2.8 s instead of 3.8 s; at 512, 5.5 s instead of 8.4 s. Each
+# block is more program to compile (a [8, 256] SmolLM2 train step: 2.9 s ->
+# 4.3 s), so longer sequences take at most MAX_ATTENTION_BLOCKS longer blocks.
 ATTENTION_BLOCK = 128
+MAX_ATTENTION_BLOCKS = 4
 
 
 def _causal_blocks(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, window: int | None) -> jax.Array:
     b, t = q.shape[:2]
+    size = max(ATTENTION_BLOCK, -(-t // MAX_ATTENTION_BLOCKS))
     outs = []
-    for start in range(0, t, ATTENTION_BLOCK):
-        end = min(start + ATTENTION_BLOCK, t)
+    for start in range(0, t, size):
+        end = min(start + size, t)
         delta = jnp.arange(start, end)[:, None] - jnp.arange(end)[None, :]
         mask = delta >= 0
         if window is not None:

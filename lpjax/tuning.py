@@ -128,13 +128,17 @@ class Tuned:
 # Scoring: the token budget
 
 
-def budget_candidates(backend: str, smallest: int) -> list[int]:
+def budget_candidates(backend: str, smallest: int, data_tokens: int | None = None) -> list[int]:
     """Budgets to try, smallest first: powers of two from the smallest that
     holds one row of the longest bucket. On CPU the best is small (the
     activations stay in cache; a 2-core machine peaks near 512-2048 tokens
-    with a 135M model), on accelerators large (the device fills up)."""
+    with a 135M model), on accelerators large (the device fills up).
+    ``data_tokens``: the pass's tokens in all; no budget past the first that
+    holds them is tried (its batches could only be padding)."""
     low, high = (256, 16384) if backend == "cpu" else (4096, 1 << 18)
     start = 1 << max(int(np.ceil(np.log2(max(smallest, 1)))), int(np.log2(low)))
+    if data_tokens is not None:
+        high = min(high, 1 << int(np.ceil(np.log2(max(data_tokens, 1)))))
     return [b for b in (start << i for i in range(20)) if b <= max(high, start)]
 
 

@@ -133,9 +133,10 @@ def auto_token_budget(score_fn: "ScoreFn", params: Any, model_cfg: Any, examples
     members = np.flatnonzero((row_len <= length) & (row_len > smaller))
     multiple = score_fn.row_multiple
     many = jax.process_count() > 1
+    candidates = tuning.budget_candidates(jax.default_backend(), buckets[-1] * multiple, int(row_len.sum()))
     tuned = tuning.Tuned("score_token_budget", model_cfg, {
         "length": length, "longest_bucket": buckets[-1], "row_multiple": multiple, "response_head": response_head,
-        "shared_prefix": prefixes is not None})
+        "shared_prefix": prefixes is not None, "largest_candidate": candidates[-1]})
     if use_cache and not many and (record := tuned.get()) is not None:
         return {**record, "source": "cached"}
     kv = None if prefixes is None else score_fn.prefix_kv(params, prefixes.tokens)
@@ -163,7 +164,6 @@ def auto_token_budget(score_fn: "ScoreFn", params: Any, model_cfg: Any, examples
             logging.info("scoring autotune: %d rows x %d tokens: %.0f tokens/s", rows, length, rate)
         return by_rows[rows]
 
-    candidates = tuning.budget_candidates(jax.default_backend(), buckets[-1] * multiple)
     record = {**tuning.tune_budget(measure, candidates), "length": length}
     if use_cache and not many:
         tuned.put(record)

@@ -54,6 +54,13 @@ def test_budget_candidates_start_at_one_row_of_the_longest_bucket():
     assert tuning.budget_candidates("gpu", 512)[0] == 4096 and tuning.budget_candidates("gpu", 512)[-1] == 1 << 18
 
 
+def test_budget_candidates_stop_at_the_first_that_holds_the_whole_pass():
+    assert tuning.budget_candidates("cpu", 96, data_tokens=3000) == [256, 512, 1024, 2048, 4096]
+    assert tuning.budget_candidates("cpu", 96, data_tokens=4096) == [256, 512, 1024, 2048, 4096]
+    assert tuning.budget_candidates("cpu", 96, data_tokens=100) == [256]  # one row of the longest bucket at least
+    assert tuning.budget_candidates("cpu", 96, data_tokens=10**6)[-1] == 16384
+
+
 def test_tune_budget_stops_past_the_peak_and_prefers_larger_near_ties():
     rates = {256: 100.0, 512: 150.0, 1024: 149.0, 2048: 140.0, 4096: 90.0, 8192: 10.0}
     tried = []

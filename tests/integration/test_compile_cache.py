@@ -9,13 +9,13 @@ import sys
 
 import numpy as np
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TEST_XLA_FLAGS
 
 
 def probe_run(workdir, cache):
     cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={workdir}",
            "--config.target.enabled=False", "--config.evaluate.enabled=False"]
-    env = {**os.environ, "XLA_FLAGS": "", "LPJAX_CACHE_DIR": str(cache)}
+    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, "LPJAX_CACHE_DIR": str(cache)}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]

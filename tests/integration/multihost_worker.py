@@ -6,7 +6,9 @@ import os
 import sys
 
 process_id, num_processes, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={4 // num_processes}"
+# The test's other XLA flags (tests/conftest.py) stay; the device count is this process's share.
+_inherited = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+os.environ["XLA_FLAGS"] = " ".join([f"--xla_force_host_platform_device_count={4 // num_processes}", *_inherited])
 
 import jax  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402

@@ -4,32 +4,36 @@ first run's compile seconds), computes the same scores bit for bit, and
 both runs report their compile and trace seconds in metrics.jsonl."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
 from tests.conftest import REPO, TEST_XLA_FLAGS
+from tests.forked_launch import run_lanes
 
 
-def probe_run(workdir, cache):
-    cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={workdir}",
-           "--config.target.enabled=False", "--config.evaluate.enabled=False"]
+def probe_runs(workdirs, cache):
+    """The same probe-only run in each workdir, one after another (each a
+    process of its own, tests/forked_launch.py), sharing one cache; returns
+    each run's metrics and scores."""
+    args = ["--config=configs/lp_app.py:micro", "--config.target.enabled=False", "--config.evaluate.enabled=False"]
     env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, "LPJAX_CACHE_DIR": str(cache)}
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    lane = [{"name": str(w), "argv": [*args, f"--config.workdir={w}"], "stop_unless": 0} for w in workdirs]
+    done = run_lanes([lane], cwd=REPO, env=env, parallel=1, timeout=600)
     import tensorstore as ts
 
-    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.join(workdir, "probe", "scores", "ppl")}}
-    return metrics, np.asarray(ts.open(spec).result().read().result())
+    out = []
+    for w in workdirs:
+        assert done[str(w)].returncode == 0, done[str(w)].stderr[-3000:]
+        metrics = [json.loads(line) for line in open(os.path.join(w, "metrics.jsonl"))]
+        spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": os.path.join(w, "probe", "scores", "ppl")}}
+        out.append((metrics, np.asarray(ts.open(spec).result().read().result())))
+    return out
 
 
 def test_second_run_loads_compiled_steps_and_scores_the_same(tmp_path):
     cache = tmp_path / "cache"
-    first, ppl_first = probe_run(tmp_path / "a", cache)
+    (first, ppl_first), (second, ppl_second) = probe_runs([tmp_path / "a", tmp_path / "b"], cache)
     assert os.listdir(cache / "xla")  # compiled steps were stored
-    second, ppl_second = probe_run(tmp_path / "b", cache)
     np.testing.assert_array_equal(ppl_second, ppl_first)
 
     def compile_totals(metrics):

@@ -41,7 +41,8 @@ def test_paper_config_runs_with_tiny_opt_stand_ins(tmp_path):
         "--config.cluster.method=file", f"--config.cluster.file={tmp_path / 'clusters.json'}",
         "--config.select.percent=25",
         "--config.probe.train.batch_size=16", "--config.target.train.batch_size=16", "--config.target.train.epochs=1",
-        "--config.probe.score_batch_size=16", "--config.target.train.pad_multiple=32",
+        # A set scoring budget: measuring one (tests/unit/test_tuning.py) would be a third of this run.
+        "--config.probe.score_token_budget=2048", "--config.target.train.pad_multiple=32",
         "--config.probe.train.pad_multiple=32", "--config.select.export_formats=('jsonl',)",
     ]
     proc = subprocess.run([sys.executable, "-m", "lpjax.launch", "--config=configs/paper_opt_alpaca.py", *overrides],

@@ -15,6 +15,10 @@ Command lines come in lanes: a lane's commands run one after another (a
 chain of kills and resumes in one workdir), lanes run side by side,
 ``parallel`` at a time, in the order given.
 
+``LaunchServer`` keeps one such helper for a whole test module and forks
+a child per ``start``: a test runs its launches one by one, looks at the
+workdir between them, and may SIGKILL a child itself.
+
 What differs per command is only what lpjax reads at run time (``env``:
 LPJAX_KILL_AT, LPJAX_TRACEBACK, ...). Variables read when jax is imported
 (``JAX_*``, ``XLA_*``) are the helper's, so every command shares them.
@@ -80,6 +84,59 @@ def run_lanes(lanes, *, cwd, env, parallel, timeout):
                     read("err"))
                 proc.seconds = done[job["name"]]["seconds"]  # wall time, for a test's own report
         return results
+
+
+class LaunchServer:
+    """A helper interpreter that forks one launcher child per ``start``.
+
+    ``start(argv, env=None)`` returns the child's pid at once; ``wait(pid)``
+    its CompletedProcess (stdout and stderr as text, ``.seconds``);
+    ``run`` both. ``env``: run-time variables, as in ``run_lanes``."""
+
+    def __init__(self, *, cwd, env, timeout):
+        self._tmp = tempfile.TemporaryDirectory(prefix="lpjax-server-")
+        self._timeout, self._argv, self._next = int(timeout), {}, 0
+        self._helper = subprocess.Popen([sys.executable, "-m", "tests.forked_launch", "--serve", self._tmp.name],
+                                        cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+
+    def _ask(self, request):
+        self._helper.stdin.write(json.dumps(request) + "\n")
+        self._helper.stdin.flush()
+        for line in self._helper.stdout:  # what else the helper prints (import warnings) is passed over
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY):])
+        raise RuntimeError(f"the launch helper ended ({self._helper.wait()})")
+
+    def start(self, argv, env=None) -> int:
+        for k in env or {}:
+            assert not k.startswith(_READ_AT_IMPORT), f"{k} is read when jax is imported: start another helper"
+        job = {"id": self._next, "argv": list(argv), "env": env or {}}
+        self._next += 1
+        pid = self._ask({"op": "start", "job": job, "timeout": self._timeout})["pid"]
+        self._argv[pid] = job
+        return pid
+
+    def wait(self, pid) -> subprocess.CompletedProcess:
+        done = self._ask({"op": "wait", "pid": pid})
+        job = self._argv.pop(pid)
+        read = lambda stream: _read(os.path.join(self._tmp.name, f"{job['id']}.{stream}"))
+        proc = subprocess.CompletedProcess([sys.executable, "-m", "lpjax.launch", *job["argv"]], done["returncode"],
+                                           read("out"), read("err"))
+        proc.seconds = done["seconds"]
+        return proc
+
+    def run(self, argv, env=None) -> subprocess.CompletedProcess:
+        return self.wait(self.start(argv, env))
+
+    def close(self):
+        if self._helper.poll() is None:
+            os.killpg(self._helper.pid, signal.SIGKILL)
+            self._helper.wait()
+        self._tmp.cleanup()
+
+
+_REPLY = "@lpjax-server "
 
 
 def _read(path):
@@ -193,9 +250,32 @@ def _warm_up():
             pass
 
 
+def _server(directory):
+    """LaunchServer's side: requests on stdin, one JSON reply line each."""
+    started = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "start":
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(request["job"], directory, request["timeout"])
+            started[pid] = time.time()
+            reply = {"pid": pid}
+        else:
+            pid = request["pid"]
+            _, status = os.waitpid(pid, 0)
+            reply = {"returncode": os.waitstatus_to_exitcode(status), "seconds": time.time() - started.pop(pid)}
+        print(_REPLY + json.dumps(reply), flush=True)
+
+
 if __name__ == "__main__":
     from lpjax import launch
 
     launch.reexec_with_huge_pages()  # as `python -m lpjax.launch` does, once for every child
     _warm_up()
-    _serve(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        _server(sys.argv[2])
+    else:
+        _serve(sys.argv[1])

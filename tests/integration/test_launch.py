@@ -1,4 +1,6 @@
-"""The launcher end to end on the micro config, in subprocesses as a user runs it."""
+"""The launcher end to end on the micro config, each run a process of its
+own as a user's is (forked from one interpreter that imported lpjax once:
+tests/forked_launch.py), with the XLA flags a user's run has."""
 import json
 from importlib import metadata
 import os
@@ -11,14 +13,35 @@ import pytest
 
 from lpjax.data.formats import fingerprint, load_records
 from tests.conftest import REPO, wait_for_committed_checkpoint
+from tests.forked_launch import LaunchServer
 from lpjax.selection.metrics import lp_app
 
 
 
-def launch(workdir, *overrides, config="configs/lp_app.py:micro"):
-    cmd = [sys.executable, "-m", "lpjax.launch", f"--config={config}", f"--config.workdir={workdir}", *overrides]
-    env = {**os.environ, "XLA_FLAGS": ""}  # one CPU device, as a user's plain run
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+@pytest.fixture(scope="module")
+def server():
+    launcher = LaunchServer(cwd=REPO, env={**os.environ, "XLA_FLAGS": ""}, timeout=600)  # one CPU device
+    yield launcher
+    launcher.close()
+
+
+def launch(server, workdir, *overrides, config="configs/lp_app.py:micro"):
+    return server.run([f"--config={config}", f"--config.workdir={workdir}", *overrides])
+
+
+class _Running:
+    """poll() for a child of the launch server (not of this process)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def poll(self):
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return 0
+        return 0 if state in "ZX" else None
 
 
 def actions(workdir):
@@ -46,9 +69,9 @@ def read_scores(workdir):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def first_run(server, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
-    proc = launch(workdir)
+    proc = launch(server, workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
@@ -77,17 +100,17 @@ def test_run_writes_report_scores_and_selection(first_run):
     assert any(m.get("stage") == "probe" and "samples_per_s" in m for m in metrics)
 
 
-def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_run):
+def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_run, server):
     w = first_run
     n = len(actions(w))
-    assert launch(w).returncode == 0
+    assert launch(server, w).returncode == 0
     again = actions(w)[n:]
     assert again and all(a["action"] == "skipped" for a in again)
 
     first_select = os.path.realpath(os.path.join(w, "select"))
     first_indices = json.load(open(os.path.join(w, "select", "indices_lp_app.json")))
     n = len(actions(w))
-    assert launch(w, "--config.select.percent=50").returncode == 0
+    assert launch(server, w, "--config.select.percent=50").returncode == 0
     ran = {a["stage"] for a in actions(w)[n:] if a["action"] == "ran"}
     # The probe is shared; the full-data target's subset did not change, so it is reused too.
     assert ran == {"select", "report"} | {f"{stage}/{subset}" for stage in ("target", "evaluate")
@@ -98,7 +121,7 @@ def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_
     assert f"| lp_app | {len(half)} |" in open(os.path.join(w, "report.md")).read()
 
     n = len(actions(w))
-    assert launch(w, "--config.select.percent=25").returncode == 0
+    assert launch(server, w, "--config.select.percent=25").returncode == 0
     back = actions(w)[n:]
     assert back and all(a["action"] == "skipped" for a in back), back  # both selections were kept
     assert os.path.realpath(os.path.join(w, "select")) == first_select
@@ -107,8 +130,8 @@ def test_rerun_skips_and_a_percent_change_and_back_reuses_both_selections(first_
     assert len(os.listdir(os.path.join(w, "store", "select"))) == 2 * 2  # two outputs (+ their lock files)
 
 
-def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
-    proc = launch(str(tmp_path), "--config.seed=7", "--config.target.enabled=False",
+def test_other_seed_gives_a_different_valid_run(first_run, server, tmp_path):
+    proc = launch(server, str(tmp_path), "--config.seed=7", "--config.target.enabled=False",
                   "--config.evaluate.enabled=False")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fp = lambda w: json.load(open(os.path.join(w, "run.json")))["data_fingerprint"]
@@ -119,22 +142,20 @@ def test_other_seed_gives_a_different_valid_run(first_run, tmp_path):
     assert os.path.exists(os.path.join(tmp_path, "report.md"))
 
 
-def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_scores(first_run, server, tmp_path):
     """SIGKILL mid-epoch during probe training, rerun the same command: the
     per-epoch perplexities equal the uninterrupted run's bit for bit."""
     w = str(tmp_path)
-    cmd = [sys.executable, "-m", "lpjax.launch", "--config=configs/lp_app.py:micro", f"--config.workdir={w}",
-           # The probe is what is killed and compared: no targets after it.
-           "--config.probe.train.checkpoint_every=4", "--config.target.enabled=False", "--config.evaluate.enabled=False"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XLA_FLAGS": ""},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The probe is what is killed and compared: no targets after it.
+    args = ["--config.probe.train.checkpoint_every=4", "--config.target.enabled=False",
+            "--config.evaluate.enabled=False"]
+    pid = server.start(["--config=configs/lp_app.py:micro", f"--config.workdir={w}", *args])
     ckpt = os.path.join(w, "probe", "ckpt")
-    wait_for_committed_checkpoint(proc, ckpt, 300)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    wait_for_committed_checkpoint(_Running(pid), ckpt, 300)
+    os.kill(pid, signal.SIGKILL)
+    assert server.wait(pid).returncode == -signal.SIGKILL
     assert not json.load(open(os.path.join(w, "probe", "stage.json")))["done"]  # killed inside the probe
-    done = launch(w, "--config.probe.train.checkpoint_every=4", "--config.target.enabled=False",
-                  "--config.evaluate.enabled=False")
+    done = launch(server, w, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed at step" in done.stderr
     np.testing.assert_array_equal(read_scores(w), read_scores(first_run))

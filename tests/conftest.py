@@ -7,8 +7,8 @@ import time
 # Meshes in tests run on 8 virtual CPU devices; this must precede importing jax.
 # Tests compile with LLVM's optimization level 0 (XLA's default is 2): the same
 # programs, half the compile time, slower kernels; results are checked against
-# references with tolerances, and the launches that stand for a user's run
-# (XLA_FLAGS="" below, and benchmarks) compile as users do.
+# references with tolerances. tests/integration/test_launch.py's runs (and the
+# benchmarks) compile as users' runs do.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 

@@ -52,8 +52,7 @@ def run_lanes(lanes, *, cwd, env, parallel, timeout):
              for i, lane in enumerate(lanes)]
     for lane in lanes:
         for job in lane:
-            bad = [k for k in job.get("env", {}) if k.startswith(_READ_AT_IMPORT)]
-            assert not bad, f"{job['name']}: {bad} are read when jax is imported: start another helper"
+            _check_run_time_env(job["name"], job.get("env", {}))
     with tempfile.TemporaryDirectory(prefix="lpjax-forked-") as tmp:
         spec = os.path.join(tmp, "spec.json")
         with open(spec, "w") as f:
@@ -78,11 +77,7 @@ def run_lanes(lanes, *, cwd, env, parallel, timeout):
             for job in lane:
                 if job["name"] not in done:
                     continue
-                read = lambda stream: _read(os.path.join(tmp, f"{job['id']}.{stream}"))
-                proc = results[job["name"]] = subprocess.CompletedProcess(
-                    [sys.executable, "-m", "lpjax.launch", *job["argv"]], done[job["name"]]["returncode"], read("out"),
-                    read("err"))
-                proc.seconds = done[job["name"]]["seconds"]  # wall time, for a test's own report
+                results[job["name"]] = _completed(job, tmp, **done[job["name"]])
         return results
 
 
@@ -109,8 +104,7 @@ class LaunchServer:
         raise RuntimeError(f"the launch helper ended ({self._helper.wait()})")
 
     def start(self, argv, env=None) -> int:
-        for k in env or {}:
-            assert not k.startswith(_READ_AT_IMPORT), f"{k} is read when jax is imported: start another helper"
+        _check_run_time_env(" ".join(argv), env or {})
         job = {"id": self._next, "argv": list(argv), "env": env or {}}
         self._next += 1
         pid = self._ask({"op": "start", "job": job, "timeout": self._timeout})["pid"]
@@ -118,13 +112,7 @@ class LaunchServer:
         return pid
 
     def wait(self, pid) -> subprocess.CompletedProcess:
-        done = self._ask({"op": "wait", "pid": pid})
-        job = self._argv.pop(pid)
-        read = lambda stream: _read(os.path.join(self._tmp.name, f"{job['id']}.{stream}"))
-        proc = subprocess.CompletedProcess([sys.executable, "-m", "lpjax.launch", *job["argv"]], done["returncode"],
-                                           read("out"), read("err"))
-        proc.seconds = done["seconds"]
-        return proc
+        return _completed(self._argv.pop(pid), self._tmp.name, **self._ask({"op": "wait", "pid": pid}))
 
     def run(self, argv, env=None) -> subprocess.CompletedProcess:
         return self.wait(self.start(argv, env))
@@ -137,6 +125,21 @@ class LaunchServer:
 
 
 _REPLY = "@lpjax-server "
+
+
+def _check_run_time_env(name, env):
+    bad = [k for k in env if k.startswith(_READ_AT_IMPORT)]
+    assert not bad, f"{name}: {bad} are read when jax is imported: start another helper"
+
+
+def _completed(job, directory, returncode, seconds) -> subprocess.CompletedProcess:
+    """A finished child as subprocess.run would give it, with its wall time
+    as ``.seconds`` (for a test's own report)."""
+    read = lambda stream: _read(os.path.join(directory, f"{job['id']}.{stream}"))
+    proc = subprocess.CompletedProcess([sys.executable, "-m", "lpjax.launch", *job["argv"]], returncode, read("out"),
+                                       read("err"))
+    proc.seconds = seconds
+    return proc
 
 
 def _read(path):

@@ -375,7 +375,7 @@ def results(tmp_path_factory, checkpoint):
             if kind == "accept":
                 args = args + [f"--config.store={store}"]
             jobs[name] = (d, config, args, expected)
-    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}  # one CPU device, as a user's plain run
+    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}  # one CPU device
     env.pop("LPJAX_TRACEBACK", None)
     procs = run_lanes([[{"name": name, "argv": _argv(config, args, d / "w")}]
                        for name, (d, config, args, _) in jobs.items()], cwd=REPO, env=env, parallel=3, timeout=900)

@@ -5,7 +5,7 @@ import tempfile
 import time
 
 # Meshes in tests run on 8 virtual CPU devices; this must precede importing jax.
-# Tests compile with LLVM's optimization level 0 (XLA's default is 2): the same
+# Tests compile with LLVM's optimization level 0 (XLA's default is 3): the same
 # programs, half the compile time, slower kernels; results are checked against
 # references with tolerances. tests/integration/test_launch.py's runs (and the
 # benchmarks) compile as users' runs do.
@@ -30,6 +30,13 @@ tuning.enable_compilation_cache()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
+
+
+def launch_env(**extra: str) -> dict:
+    """The environment of a run a test launches: one CPU device, as a user's
+    plain run (no virtual devices), compiled with TEST_XLA_FLAGS; ``extra``
+    on top."""
+    return {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, **extra}
 
 
 def wait_for_committed_checkpoint(proc, ckpt: str, timeout: float) -> None:

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TEST_XLA_FLAGS
+from tests.conftest import REPO, launch_env
 from tests.forked_launch import run_lanes
 
 MICRO = "configs/lp_app.py:micro"
@@ -375,7 +375,7 @@ def results(tmp_path_factory, checkpoint):
             if kind == "accept":
                 args = args + [f"--config.store={store}"]
             jobs[name] = (d, config, args, expected)
-    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}  # one CPU device
+    env = launch_env()
     env.pop("LPJAX_TRACEBACK", None)
     procs = run_lanes([[{"name": name, "argv": _argv(config, args, d / "w")}]
                        for name, (d, config, args, _) in jobs.items()], cwd=REPO, env=env, parallel=3, timeout=900)
@@ -418,6 +418,6 @@ def test_traceback_on_request(tmp_path):
     cmd = [sys.executable, "-m", "lpjax.launch", f"--config={MICRO}", f"--config.workdir={tmp_path / 'w'}",
            f"--config.data.source={path}", "--config.cluster.method=none"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, "LPJAX_TRACEBACK": "1"})
+                          env=launch_env(LPJAX_TRACEBACK="1"))
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "DataError" in proc.stderr, proc.stderr[-2000:]
     assert "record 4: field 'output' must be a string, got int" in proc.stderr

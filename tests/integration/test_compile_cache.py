@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tests.conftest import REPO, TEST_XLA_FLAGS
+from tests.conftest import REPO, launch_env
 from tests.forked_launch import run_lanes
 
 
@@ -16,7 +16,7 @@ def probe_runs(workdirs, cache):
     process of its own, tests/forked_launch.py), sharing one cache; returns
     each run's metrics and scores."""
     args = ["--config=configs/lp_app.py:micro", "--config.target.enabled=False", "--config.evaluate.enabled=False"]
-    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, "LPJAX_CACHE_DIR": str(cache)}
+    env = launch_env(LPJAX_CACHE_DIR=str(cache))
     lane = [{"name": str(w), "argv": [*args, f"--config.workdir={w}"], "stop_unless": 0} for w in workdirs]
     done = run_lanes([lane], cwd=REPO, env=env, parallel=1, timeout=600)
     import tensorstore as ts

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TEST_XLA_FLAGS
+from tests.conftest import REPO, launch_env
 
 N = 30
 
@@ -38,7 +38,7 @@ def _launch(workdir, inputs, *extra, env_extra=None, drop_root_override=False):
     if drop_root_override and os.geteuid() == 0:
         # root writes through any mode bits; without these capabilities it obeys them as a user would.
         cmd = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", shlex.join(cmd)]
-    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, **(env_extra or {})}
+    env = launch_env(**(env_extra or {}))
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -19,7 +19,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TEST_XLA_FLAGS
+from tests.conftest import REPO, launch_env
 from tests.forked_launch import run_lanes
 
 NUM_TRAIN = 240  # the micro variant's synthetic training records
@@ -138,7 +138,7 @@ def test_killed_anywhere_then_rerun_equals_the_uninterrupted_run(tmp_path, clust
     # steps instead of compiling them again (the executables are the same).
     chain = [_job(f"kill {label}:{n}", killed_dir, cluster_file, kill=(label, n)) for label, n in KILLS]
     chain.append(_job("resume to the end", killed_dir, cluster_file))
-    env = {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS}
+    env = launch_env()
     env.pop("LPJAX_KILL_AT", None)
     procs = run_lanes([[_job("reference", ref_dir, cluster_file)], chain], cwd=REPO, env=env, parallel=2,
                       timeout=900)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SHARED, TEST_XLA_FLAGS
+from tests.conftest import REPO, SHARED, launch_env
 
 ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
 GPT2 = os.path.join(SHARED, "tokenizers", "gpt2")
@@ -46,7 +46,7 @@ def test_paper_config_runs_with_tiny_opt_stand_ins(tmp_path):
         "--config.probe.train.pad_multiple=32", "--config.select.export_formats=('jsonl',)",
     ]
     proc = subprocess.run([sys.executable, "-m", "lpjax.launch", "--config=configs/paper_opt_alpaca.py", *overrides],
-                          cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS})
+                          cwd=REPO, capture_output=True, text=True, timeout=900, env=launch_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     import tensorstore as ts
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SHARED, TEST_XLA_FLAGS
+from tests.conftest import REPO, SHARED, launch_env
 
 REF = os.path.join(SHARED, "reference", "small2large")
 ALPACA = os.path.join(SHARED, "data", "alpaca_52k.json")
@@ -48,7 +48,7 @@ def test_select_stage_alone_on_released_scores(tmp_path):
            f"--config.select.compare=('{os.path.join(REF, 'alpaca-opt-13b')}',)",
            "--config.cluster.method=file", f"--config.cluster.file={cluster_file}", "--config.select.percent=1",
            "--config.select.baselines=('clust_rand',)", "--config.select.export_formats=('jsonl',)"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS})
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=launch_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     chosen = json.load(open(w / "select" / "indices_lp_app.json"))
     assert sorted(chosen) == official_rule(reference_lp_app("alpaca-opt-350m"), clusters, 1)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, TEST_XLA_FLAGS, wait_for_committed_checkpoint
+from tests.conftest import REPO, launch_env, wait_for_committed_checkpoint
 
 SWEEP = os.path.join(REPO, "tests", "integration", "sweeps", "tiny.py")
 NAMES = ["seed=1__percent=25", "seed=1__percent=50", "seed=2__percent=25"]
@@ -23,7 +23,7 @@ NOT_COMPARED = {"ckpt", "params", "stage.json"}
 
 def env():
     paths = [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "XLA_FLAGS": TEST_XLA_FLAGS, "PYTHONPATH": os.pathsep.join(paths)}  # one CPU device
+    return launch_env(PYTHONPATH=os.pathsep.join(paths))
 
 
 def sweep_cmd(runs, *extra):

@@ -323,8 +323,9 @@ def torch_response_ppl(model, examples, pad_id: int, batch_size: int):
     return out
 
 
-def print_machine(info: dict, peak: dict) -> None:
-    """The header every bench table is printed under."""
+def print_machine(info: dict, peak: dict | None = None) -> None:
+    """The header every bench table is printed under (with the matmul peak
+    where the bench measured it)."""
     print(f"machine: {info['processor']} / {info['cpu_model']} "
           f"[{' '.join(info.get('vector_extensions', [])) or 'extensions unknown'}] / {info['cores']} cores; "
           f"{info['threads']} threads "
@@ -333,6 +334,8 @@ def print_machine(info: dict, peak: dict) -> None:
           f"jax {info['jax']}, torch {info['torch']}")
     print(f"load average at start {tuple(round(x, 1) for x in info['load_avg'])}, at end "
           f"{tuple(round(x, 1) for x in os.getloadavg())}")
+    if peak is None:
+        return
     print(f"fp32 matmul peak ({peak['n']}^2, best of start and end): jnp.dot {peak['jax_gflops']:.1f} GFLOP/s, "
           f"torch.mm {peak['torch_gflops']:.1f} GFLOP/s -> peak {peak['peak_gflops']:.1f} GFLOP/s "
           f"(at start {peak['start']['peak_gflops']:.1f})")

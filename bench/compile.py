@@ -1,0 +1,157 @@
+"""Benchmark: seconds to compile one new SmolLM2 training-step shape, the
+price of every batch shape an epoch meets for the first time, against an
+earlier revision of lpjax in the same run.
+
+    python bench/compile.py                                   # [8, 256] at HEAD
+    python bench/compile.py --baseline b26774c --lengths 192,256,336 --repeats 3
+
+Each measurement is a fresh process (nothing compiled before it in that
+process, JAX's persistent compilation cache off) that builds SmolLM2-135M,
+AdamW and the jitted ``make_train_step``, then times ``lower`` (tracing and
+lowering to StableHLO, which no cache saves) and ``compile`` (XLA) for a
+[batch, L] batch of random tokens, then runs --steps steps. ``--baseline
+REF`` checks REF out into a temporary git worktree and measures it the same
+way, the two revisions alternating so that a change of load hits both.
+b26774c is the last revision with one module per decoder layer (XLA then
+compiled all 30 layers); its successors run one scanned layer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+
+# Runs inside each measured process, against whichever lpjax is on its path
+# (this tree or the baseline's worktree): the API it uses is the same in both.
+CHILD = r"""
+import json, sys, time
+import jax, numpy as np
+from flax import nnx
+jax.config.update("jax_enable_compilation_cache", False)
+from lpjax import sharding
+from lpjax.config import TrainConfig
+from lpjax.models.hf import load_hf
+from lpjax.training.train import make_optimizer, make_train_step
+ckpt, dtype, (batch_size, length, steps) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:6])
+model, _ = load_hf(ckpt, compute_dtype=dtype)
+graphdef, params = nnx.split(model)
+mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+param_sh = sharding.param_shardings(params, mesh)
+params = jax.device_put(params, param_sh)
+tx = make_optimizer(TrainConfig())
+opt = jax.jit(tx.init)(params)
+step = make_train_step(graphdef, tx, param_sh, jax.tree_util.tree_map(lambda x: x.sharding, opt), mesh)
+tokens = np.random.default_rng(0).integers(0, model.cfg.vocab_size, (batch_size, length)).astype(np.int32)
+batch = {"tokens": tokens, "targets": np.roll(tokens, -1, 1), "loss_mask": np.ones(tokens.shape, np.float32)}
+lr = np.float32(1e-5)
+t0 = time.perf_counter()
+lowered = step.lower(params, opt, lr, batch)
+t1 = time.perf_counter()
+compiled = lowered.compile()
+t2 = time.perf_counter()
+times = []
+for _ in range(steps):
+    t = time.perf_counter()
+    params, opt, loss = compiled(params, opt, lr, batch)
+    loss.block_until_ready()
+    times.append(time.perf_counter() - t)
+print("RESULT " + json.dumps({"trace_s": t1 - t0, "compile_s": t2 - t1, "step_s": times}))
+"""
+
+
+def parse_args():
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=common.DEFAULT_CKPT, help="SmolLM2-135M-Instruct HF dir (converted if missing)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compute-dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--baseline", help="a git revision to measure in the same run (e.g. b26774c)")
+    p.add_argument("--lengths", default="256", help="comma-separated sequence lengths L of the [batch, L] shapes")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per revision and length")
+    p.add_argument("--steps", type=int, default=1, help="steps run after compiling (their seconds are printed)")
+    p.add_argument("--json")
+    return p.parse_args()
+
+
+ARGS = parse_args()
+CPUS = common.setup_threads(ARGS.threads)
+
+
+def measure(tree: str, length: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": tree, "JAX_PLATFORMS": "cpu"}
+    argv = [ARGS.ckpt, ARGS.compute_dtype, str(ARGS.batch_size), str(length), str(ARGS.steps)]
+    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=tree, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.exit(f"measuring {tree} at L={length} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def span(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def main() -> int:
+    common.ensure_checkpoint(ARGS.ckpt)
+    info = common.machine_info(ARGS.threads)
+    lengths = [int(x) for x in ARGS.lengths.split(",")]
+    trees = {f"HEAD ({common.git_revision()})": common.REPO}
+    with tempfile.TemporaryDirectory() as tmp:
+        if ARGS.baseline:
+            worktree = os.path.join(tmp, "baseline")
+            subprocess.run(["git", "-C", common.REPO, "worktree", "add", "--detach", worktree, ARGS.baseline],
+                           check=True, capture_output=True)
+            trees = {f"{ARGS.baseline} (baseline)": worktree, **trees}
+        try:
+            results = {name: {n: [] for n in lengths} for name in trees}
+            for rep in range(ARGS.repeats):
+                for length in lengths:
+                    for name, tree in trees.items():
+                        r = measure(tree, length)
+                        results[name][length].append(r)
+                        print(f"[{rep + 1}/{ARGS.repeats}] {name} L={length}: trace {r['trace_s']:.2f} s, "
+                              f"compile {r['compile_s']:.2f} s, steps {[round(s, 2) for s in r['step_s']]}",
+                              flush=True)
+        finally:
+            if ARGS.baseline:
+                subprocess.run(["git", "-C", common.REPO, "worktree", "remove", "--force", worktree],
+                               capture_output=True)
+    print()
+    common.print_machine(info)
+    print(f"\nSmolLM2-135M train step (AdamW, {ARGS.compute_dtype}), [{ARGS.batch_size}, L] random tokens, "
+          f"fresh process per measurement, no persistent cache, {ARGS.repeats} per revision and length (min-max):")
+    rows = [["revision", "L", "trace s", "compile s", "trace + compile s (median)", "first step s"]]
+    medians = {}
+    for name in trees:
+        for length in lengths:
+            rs = results[name][length]
+            total = [r["trace_s"] + r["compile_s"] for r in rs]
+            medians[name, length] = statistics.median(total)
+            first = [r["step_s"][0] for r in rs if r["step_s"]]
+            rows.append([name, str(length), span([r["trace_s"] for r in rs]), span([r["compile_s"] for r in rs]),
+                         f"{span(total)} ({medians[name, length]:.2f})", span(first) if first else "-"])
+    print(common.fmt_table(rows))
+    if ARGS.baseline:
+        base, head = list(trees)
+        for length in lengths:
+            print(f"L={length}: trace + compile {medians[base, length] / medians[head, length]:.2f}x faster than "
+                  f"{ARGS.baseline} (medians)")
+    if ARGS.json:
+        with open(ARGS.json, "w") as f:
+            json.dump({"machine": info, "git": common.git_revision(),
+                       "args": vars(ARGS), "results": {k: {str(n): v for n, v in r.items()}
+                                                       for k, r in results.items()}}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

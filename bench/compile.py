@@ -129,16 +129,20 @@ def main() -> int:
     common.print_machine(info)
     print(f"\nSmolLM2-135M train step (AdamW, {ARGS.compute_dtype}), [{ARGS.batch_size}, L] random tokens, "
           f"fresh process per measurement, no persistent cache, {ARGS.repeats} per revision and length (min-max):")
-    rows = [["revision", "L", "trace s", "compile s", "trace + compile s (median)", "first step s"]]
+    rows = [["revision", "L", "trace s", "compile s", "trace + compile s (median)", "first step s",
+             "later steps s (median)"]]
     medians = {}
     for name in trees:
         for length in lengths:
             rs = results[name][length]
             total = [r["trace_s"] + r["compile_s"] for r in rs]
             medians[name, length] = statistics.median(total)
+            # The first step of a process also pays for faulting in its temporaries.
             first = [r["step_s"][0] for r in rs if r["step_s"]]
+            later = [s for r in rs for s in r["step_s"][1:]]
             rows.append([name, str(length), span([r["trace_s"] for r in rs]), span([r["compile_s"] for r in rs]),
-                         f"{span(total)} ({medians[name, length]:.2f})", span(first) if first else "-"])
+                         f"{span(total)} ({medians[name, length]:.2f})", span(first) if first else "-",
+                         f"{span(later)} ({statistics.median(later):.2f})" if later else "-"])
     print(common.fmt_table(rows))
     if ARGS.baseline:
         base, head = list(trees)

@@ -155,32 +155,36 @@ class LayerNorm(nnx.Module):
 
 
 def _scores(q: jax.Array, k: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
-    """q [B,T,KV,G,D], k [B,S,KV,D] -> masked fp32 scores [B,KV,G,T,S]."""
+    """q [B,T,KV,G,D], k [B,S,KV,D], mask [B,T,S] or [T,S] -> masked fp32 scores [B,KV,G,T,S]."""
     scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-    return jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    if mask.ndim == 3:
+        mask = mask[:, None, None, :, :]
+    return jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _grouped_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+def _attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """Softmax attention without the backward's residuals (scoring, decoding)."""
     probs = jax.nn.softmax(_scores(q, k, mask, scale), axis=-1).astype(v.dtype)
     return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
 
-def _grouped_attention_fwd(q, k, v, mask, scale):
+def _attention_fwd(q, k, v, mask, scale) -> tuple[jax.Array, jax.Array]:
+    """The output and the log-sum-exp of every score row [B,KV,G,T,1], all the
+    backward needs besides q, k and v."""
     scores = _scores(q, k, mask, scale)
     lse = jax.nn.logsumexp(scores, axis=-1, keepdims=True)
-    out = jnp.einsum("bkgts,bskd->btkgd", jnp.exp(scores - lse).astype(v.dtype), v)
-    return out, (q, k, v, mask, out, lse)
+    return jnp.einsum("bkgts,bskd->btkgd", jnp.exp(scores - lse).astype(v.dtype), v), lse
 
 
-def _grouped_attention_bwd(scale, res, d_out):
-    # FlashAttention's backward: the probabilities are recomputed from the
-    # saved log-sum-exp instead of kept from the forward pass. Autodiff would
-    # keep three [B, heads, T, T] tensors per layer until the backward (the
-    # scores, the probabilities and the broadcast mask: about 1.8 of the
-    # 5.1 GiB of temporaries of a SmolLM2 step at 8 x 272 tokens); this
-    # keeps none.
-    q, k, v, mask, out, lse = res
+def _attention_bwd(q, k, v, mask, out, lse, d_out, scale) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """d_q, d_k, d_v in fp32.
+
+    FlashAttention's backward: the probabilities are recomputed from the
+    saved log-sum-exp instead of kept from the forward pass. Autodiff would
+    keep three [B, heads, T, T] tensors per layer until the backward (the
+    scores, the probabilities and the broadcast mask: about 1.8 of the
+    5.1 GiB of temporaries of a SmolLM2 step at 8 x 272 tokens); this
+    keeps none."""
     probs = jnp.exp(_scores(q, k, mask, scale) - lse)
     d_out32 = d_out.astype(jnp.float32)
     d_v = jnp.einsum("bkgts,btkgd->bskd", probs.astype(v.dtype), d_out, preferred_element_type=jnp.float32)
@@ -189,6 +193,22 @@ def _grouped_attention_bwd(scale, res, d_out):
     d_scores = (probs * (d_probs - row) * scale).astype(q.dtype)
     d_q = jnp.einsum("bkgts,bskd->btkgd", d_scores, k, preferred_element_type=jnp.float32)
     d_k = jnp.einsum("bkgts,btkgd->bskd", d_scores, q, preferred_element_type=jnp.float32)
+    return d_q, d_k, d_v
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _grouped_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    return _attention(q, k, v, mask, scale)
+
+
+def _grouped_attention_fwd(q, k, v, mask, scale):
+    out, lse = _attention_fwd(q, k, v, mask, scale)
+    return out, (q, k, v, mask, out, lse)
+
+
+def _grouped_attention_bwd(scale, res, d_out):
+    q, k, v, mask, out, lse = res
+    d_q, d_k, d_v = _attention_bwd(q, k, v, mask, out, lse, d_out, scale)
     return (d_q.astype(q.dtype), d_k.astype(k.dtype), d_v.astype(v.dtype),
             np.zeros(mask.shape, jax.dtypes.float0))
 
@@ -219,19 +239,53 @@ ATTENTION_BLOCK = 128
 MAX_ATTENTION_BLOCKS = 4
 
 
-def _causal_blocks(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, window: int | None) -> jax.Array:
-    b, t = q.shape[:2]
+def _blocks(t: int, window: int | None) -> list[tuple[int, int, np.ndarray]]:
+    """(first row, end row, causal mask [rows, end]) of each query block; a
+    block's keys are those before its end."""
     size = max(ATTENTION_BLOCK, -(-t // MAX_ATTENTION_BLOCKS))
-    outs = []
+    out = []
     for start in range(0, t, size):
         end = min(start + size, t)
-        delta = jnp.arange(start, end)[:, None] - jnp.arange(end)[None, :]
+        delta = np.arange(start, end)[:, None] - np.arange(end)[None, :]
         mask = delta >= 0
         if window is not None:
             mask &= delta < window
-        outs.append(_attend(q[:, start:end], k[:, :end], v[:, :end], jnp.broadcast_to(mask, (b, end - start, end)),
-                            scale))
-    return jnp.concatenate(outs, axis=1)
+        out.append((start, end, mask))
+    return out
+
+
+# One backward pass for all blocks, not one per block: the blocks' residuals
+# are then q, k, v, the output and the log-sum-exp once, not each block's
+# slices of them (a SmolLM2 [8, 336] train step: temporaries 3.98 -> 3.84
+# GiB, AMD EPYC).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _causal_blocks(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, window: int | None) -> jax.Array:
+    """q [B,T,KV,G,D], k/v [B,T,KV,D] -> [B,T,KV,G,D], causal by index."""
+    return jnp.concatenate([_attention(q[:, start:end], k[:, :end], v[:, :end], mask, scale)
+                            for start, end, mask in _blocks(q.shape[1], window)], axis=1)
+
+
+def _causal_blocks_fwd(q, k, v, scale, window):
+    outs, lses = zip(*(_attention_fwd(q[:, start:end], k[:, :end], v[:, :end], mask, scale)
+                       for start, end, mask in _blocks(q.shape[1], window)))
+    out = jnp.concatenate(outs, axis=1)
+    return out, (q, k, v, out, jnp.concatenate(lses, axis=3))
+
+
+def _causal_blocks_bwd(scale, window, res, d_out):
+    q, k, v, out, lse = res
+    d_qs, d_k, d_v = [], jnp.zeros(k.shape, jnp.float32), jnp.zeros(v.shape, jnp.float32)
+    for start, end, mask in _blocks(q.shape[1], window):
+        d_q_block, d_k_block, d_v_block = _attention_bwd(
+            q[:, start:end], k[:, :end], v[:, :end], mask, out[:, start:end], lse[:, :, :, start:end],
+            d_out[:, start:end], scale)
+        d_qs.append(d_q_block)
+        d_k = d_k.at[:, :end].add(d_k_block)
+        d_v = d_v.at[:, :end].add(d_v_block)
+    return jnp.concatenate(d_qs, axis=1).astype(q.dtype), d_k.astype(k.dtype), d_v.astype(v.dtype)
+
+
+_causal_blocks.defvjp(_causal_blocks_fwd, _causal_blocks_bwd)
 
 
 def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Array, cache: LayerCache | None,
@@ -247,7 +301,9 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     """
     b, t = positions.shape
     if cache is None and t > ATTENTION_BLOCK:
-        return _causal_blocks(q, k, v.astype(q.dtype), scale, window), None
+        h, d, kv = q.shape[2], q.shape[3], k.shape[2]
+        out = _causal_blocks(q.reshape(b, t, kv, h // kv, d), k, v.astype(q.dtype), scale, window)
+        return out.reshape(b, t, h * d), None
     new_cache = None
     if cache is not None:
         rows = jnp.arange(b)[:, None]

@@ -3,8 +3,9 @@
 The models' attention and gated MLP have hand-written backward passes
 (lpjax.models.common: the attention recomputes its probabilities from the
 saved log-sum-exp and runs long sequences in causal query blocks, the
-gated activation recomputes act(gate), every projection writes out its
-weight gradient), so the
+gated activation recomputes act(gate), Llama's RMSNorm recomputes its
+statistics from its input, every projection writes out its weight
+gradient), so the
 gradient of the training loss is checked parameter by parameter against
 PyTorch's on the same right-padded batch.
 """

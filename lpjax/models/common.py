@@ -239,14 +239,16 @@ ATTENTION_BLOCK = 128
 MAX_ATTENTION_BLOCKS = 4
 
 
-def _blocks(t: int, window: int | None) -> list[tuple[int, int, np.ndarray]]:
+def _blocks(t: int, window: int | None) -> list[tuple[int, int, jax.Array]]:
     """(first row, end row, causal mask [rows, end]) of each query block; a
     block's keys are those before its end."""
     size = max(ATTENTION_BLOCK, -(-t // MAX_ATTENTION_BLOCKS))
     out = []
     for start in range(0, t, size):
         end = min(start + size, t)
-        delta = np.arange(start, end)[:, None] - np.arange(end)[None, :]
+        # jnp, not numpy: XLA computes the mask from iotas instead of the
+        # program carrying [rows, end] constants.
+        delta = jnp.arange(start, end)[:, None] - jnp.arange(end)[None, :]
         mask = delta >= 0
         if window is not None:
             mask &= delta < window

@@ -99,8 +99,11 @@ def machine_info(threads: int) -> dict:
     except OSError:
         pass
     import jax
-    import torch
 
+    try:  # bench/compile.py runs without torch
+        import torch
+    except ImportError:
+        torch = None
     return {
         "processor": platform.processor() or platform.machine(),
         "cpu_model": model,
@@ -108,11 +111,11 @@ def machine_info(threads: int) -> dict:
         "cores": os.cpu_count(),
         "threads": threads,
         "affinity": sorted(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch else None,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "jax": jax.__version__,
-        "torch": torch.__version__,
+        "torch": torch.__version__ if torch else "not installed",
         "load_avg": os.getloadavg(),
     }
 

@@ -62,7 +62,8 @@ for _ in range(steps):
     params, opt, loss = compiled(params, opt, lr, batch)
     loss.block_until_ready()
     times.append(time.perf_counter() - t)
-print("RESULT " + json.dumps({"trace_s": t1 - t0, "compile_s": t2 - t1, "step_s": times}))
+import lpjax
+print("RESULT " + json.dumps({"trace_s": t1 - t0, "compile_s": t2 - t1, "step_s": times, "lpjax": lpjax.__file__}))
 """
 
 
@@ -93,7 +94,10 @@ def measure(tree: str, length: int) -> dict:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         sys.exit(f"measuring {tree} at L={length} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT "):])
+    if not os.path.realpath(result["lpjax"]).startswith(os.path.realpath(tree) + os.sep):
+        sys.exit(f"measuring {tree} imported lpjax from {result['lpjax']}")
+    return result
 
 
 def span(values: list[float]) -> str:

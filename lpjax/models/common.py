@@ -62,24 +62,30 @@ def activation(name: str):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def gated(act, gate: jax.Array, up: jax.Array) -> jax.Array:
-    """act(gate) * up (SwiGLU and kin), keeping only gate and up for the
-    backward pass: autodiff also keeps act(gate) and its derivative's
-    pieces, [tokens, intermediate] each, in every layer until the backward."""
-    return act(gate) * up
+def gated_project(act, gate: jax.Array, up: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(act(gate) * up) @ kernel: SwiGLU and kin with their down projection,
+    keeping only gate and up for the backward pass. Autodiff would also keep
+    act(gate), its derivative's pieces and the product, [tokens,
+    intermediate] each, in every layer until the backward; the product is
+    recomputed instead (a SmolLM2 [8, 336] train step's temporaries: 3.50 ->
+    3.03 GiB)."""
+    return (act(gate) * up) @ kernel
 
 
-def _gated_fwd(act, gate, up):
-    return act(gate) * up, (gate, up)
+def _gated_project_fwd(act, gate, up, kernel):
+    return gated_project(act, gate, up, kernel), (gate, up, kernel)
 
 
-def _gated_bwd(act, res, d_out):
-    gate, up = res
+def _gated_project_bwd(act, res, d_y):
+    gate, up, kernel = res
     a, act_vjp = jax.vjp(act, gate)
-    return act_vjp(d_out * up)[0], d_out * a
+    hidden = a * up
+    d_kernel = jnp.einsum("ti,to->io", hidden.reshape(-1, hidden.shape[-1]), d_y.reshape(-1, d_y.shape[-1]))
+    d_hidden = (d_y @ kernel.T).astype(gate.dtype)
+    return act_vjp(d_hidden * up)[0], d_hidden * a, d_kernel.astype(kernel.dtype)
 
 
-gated.defvjp(_gated_fwd, _gated_bwd)
+gated_project.defvjp(_gated_project_fwd, _gated_project_bwd)
 
 
 @jax.custom_vjp
@@ -127,10 +133,14 @@ class Linear(nnx.Module):
         self.bias = const_param(jnp.zeros((dout,)), (axes[1],)) if bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = project(x, self.kernel[...].astype(x.dtype))
-        if self.bias is not None:
-            y = y + self.bias[...].astype(x.dtype)
-        return y
+        return self._add_bias(project(x, self.kernel[...].astype(x.dtype)))
+
+    def gated(self, act, gate: jax.Array, up: jax.Array) -> jax.Array:
+        """self(act(gate) * up), the product not kept for the backward (`gated_project`)."""
+        return self._add_bias(gated_project(act, gate, up, self.kernel[...].astype(gate.dtype)))
+
+    def _add_bias(self, y: jax.Array) -> jax.Array:
+        return y if self.bias is None else y + self.bias[...].astype(y.dtype)
 
 
 class LayerNorm(nnx.Module):

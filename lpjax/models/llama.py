@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lpjax.models.common import (CausalLM, LayerCache, Linear, activation, const_param, gated, normal_param,
+from lpjax.models.common import (CausalLM, LayerCache, Linear, activation, const_param, normal_param,
                                  self_attention, stack_layers)
 from lpjax.models.convert import TRANSPOSE, Tensor
 
@@ -239,7 +239,7 @@ class MLP(nnx.Module):
         self.act = activation(cfg.hidden_act)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(gated(self.act, self.gate_proj(x), self.up_proj(x)))
+        return self.down_proj.gated(self.act, self.gate_proj(x), self.up_proj(x))
 
 
 class DecoderLayer(nnx.Module):

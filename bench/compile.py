@@ -88,7 +88,7 @@ CPUS = common.setup_threads(ARGS.threads)
 
 
 def measure(tree: str, length: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": tree, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "PYTHONPATH": tree}  # setup_threads set JAX_PLATFORMS and the threads
     argv = [ARGS.ckpt, ARGS.compute_dtype, str(ARGS.batch_size), str(length), str(ARGS.steps)]
     proc = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=tree, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -61,33 +61,6 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def gated_project(act, gate: jax.Array, up: jax.Array, kernel: jax.Array) -> jax.Array:
-    """(act(gate) * up) @ kernel: SwiGLU and kin with their down projection,
-    keeping only gate and up for the backward pass. Autodiff would also keep
-    act(gate), its derivative's pieces and the product, [tokens,
-    intermediate] each, in every layer until the backward; the product is
-    recomputed instead (a SmolLM2 [8, 336] train step's temporaries: 3.50 ->
-    3.03 GiB)."""
-    return (act(gate) * up) @ kernel
-
-
-def _gated_project_fwd(act, gate, up, kernel):
-    return gated_project(act, gate, up, kernel), (gate, up, kernel)
-
-
-def _gated_project_bwd(act, res, d_y):
-    gate, up, kernel = res
-    a, act_vjp = jax.vjp(act, gate)
-    hidden = a * up
-    d_kernel = jnp.einsum("ti,to->io", hidden.reshape(-1, hidden.shape[-1]), d_y.reshape(-1, d_y.shape[-1]))
-    d_hidden = (d_y @ kernel.T).astype(gate.dtype)
-    return act_vjp(d_hidden * up)[0], d_hidden * a, d_kernel.astype(kernel.dtype)
-
-
-gated_project.defvjp(_gated_project_fwd, _gated_project_bwd)
-
-
 @jax.custom_vjp
 def project(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """x [..., in] @ kernel [in, out], with a hand-written backward pass.
@@ -112,6 +85,31 @@ def _project_bwd(res, d_y):
 
 
 project.defvjp(_project_fwd, _project_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def gated_project(act, gate: jax.Array, up: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(act(gate) * up) @ kernel: SwiGLU and kin with their down projection,
+    keeping only gate and up for the backward pass. Autodiff would also keep
+    act(gate), its derivative's pieces and the product, [tokens,
+    intermediate] each, in every layer until the backward; the product is
+    recomputed instead (a SmolLM2 [8, 336] train step's temporaries: 3.50 ->
+    3.03 GiB)."""
+    return (act(gate) * up) @ kernel
+
+
+def _gated_project_fwd(act, gate, up, kernel):
+    return gated_project(act, gate, up, kernel), (gate, up, kernel)
+
+
+def _gated_project_bwd(act, res, d_y):
+    gate, up, kernel = res
+    a, act_vjp = jax.vjp(act, gate)
+    d_hidden, d_kernel = _project_bwd((a * up, kernel), d_y)
+    return act_vjp(d_hidden * up)[0], d_hidden * a, d_kernel
+
+
+gated_project.defvjp(_gated_project_fwd, _gated_project_bwd)
 
 
 def normal_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float) -> nnx.Param:
@@ -226,16 +224,16 @@ def _grouped_attention_bwd(scale, res, d_out):
 _grouped_attention.defvjp(_grouped_attention_fwd, _grouped_attention_bwd)
 
 
-def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
-    """q [B,T,H,D], k/v [B,S,KV,D], mask [B,T,S] (True = may attend) -> [B,T,H*D].
+def _attend(attention: Callable[..., jax.Array], q: jax.Array, k: jax.Array, v: jax.Array, *args) -> jax.Array:
+    """q [B,T,H,D], k/v [B,S,KV,D] -> [B,T,H*D] through ``attention(q grouped
+    [B,T,KV,G,D], k, v, *args)`` (`_grouped_attention`, `_causal_blocks`).
 
     GQA groups query heads over their shared key/value head instead of
     materializing repeated keys and values. Every row attends to at least
     itself, so no softmax row is empty."""
     b, t, h, d = q.shape
     kv = k.shape[2]
-    out = _grouped_attention(q.reshape(b, t, kv, h // kv, d), k, v, mask, scale)
-    return out.reshape(b, t, h * d)
+    return attention(q.reshape(b, t, kv, h // kv, d), k, v.astype(q.dtype), *args).reshape(b, t, h * d)
 
 
 # Query rows per block of causal attention without a cache (training,
@@ -313,9 +311,7 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     """
     b, t = positions.shape
     if cache is None and t > ATTENTION_BLOCK:
-        h, d, kv = q.shape[2], q.shape[3], k.shape[2]
-        out = _causal_blocks(q.reshape(b, t, kv, h // kv, d), k, v.astype(q.dtype), scale, window)
-        return out.reshape(b, t, h * d), None
+        return _attend(_causal_blocks, q, k, v, scale, window), None
     new_cache = None
     if cache is not None:
         rows = jnp.arange(b)[:, None]
@@ -329,7 +325,7 @@ def self_attention(q: jax.Array, k: jax.Array, v: jax.Array, positions: jax.Arra
     mask = delta >= 0
     if window is not None:
         mask &= delta < window
-    return _attend(q, k, v.astype(q.dtype), mask, scale), new_cache
+    return _attend(_grouped_attention, q, k, v, mask, scale), new_cache
 
 
 # "full": keep only each layer's input; "dots": also keep the matmul outputs

@@ -73,6 +73,9 @@ class TrainConfig:
     # run once per batch. Same loss and gradients (to fp32 rounding), fewer FLOPs.
     response_head: bool = True
     shared_prefix: bool = False
+    # On CPU, compile the train step with XLA:CPU's fast-compile preset and
+    # LLVM O1 (lpjax/aot.py FAST_COMPILE): less compiling per batch shape.
+    fast_compile: bool = True
 
 
 @dataclass

@@ -2,11 +2,12 @@
 per-epoch hooks (the probe scores the training set there) and Orbax resume.
 
 The model is split into a static graph and a parameter pytree once; the train
-step is a pure jitted function of (params, opt_state, lr, batch), which is what
-sharding and ahead-of-time compilation need.
+step is pure jitted functions of (params, batch) and (params, opt_state, lr,
+grads), which is what sharding and ahead-of-time compilation need.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from lpjax import faults, sharding
-from lpjax.aot import AotFunction, compile_stats
+from lpjax.aot import AotFunction, compile_stats, fast_compile_options
 from lpjax.config import TrainConfig
 from lpjax.training.checkpoint import Checkpointer
 from lpjax.data.batching import ROW_KEYS, batches_per_epoch, collate_plan, epoch_plan, shared_prefixes
@@ -45,12 +46,32 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(total_steps, warmup + 1), 0.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+    """One optimizer step as two jitted programs: ``grads(params, batch) ->
+    (loss, grads)`` compiles for every batch shape an epoch meets;
+    ``update(params, opt_state, lr, grads) -> (params, opt_state)`` has the
+    parameters' shapes only and compiles once per run, so a new batch shape
+    does not compile AdamW again (about a sixth of a fused SmolLM2 step's
+    compiling, README "Compiling"). Calling it runs both."""
+
+    grads: Any
+    update: Any
+
+    def __call__(self, params, opt_state, lr, batch):
+        loss, grads = self.grads(params, batch)
+        params, opt_state = self.update(params, opt_state, lr, grads)
+        return params, opt_state, loss
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
-                    grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask")):
-    """One jitted step(params, opt_state, lr, batch) with explicit shardings:
-    params and optimizer state stay where the rules put them, the batch is
-    split over (data, fsdp); ``lr`` (a float32 scalar) scales the update of
-    ``tx`` (``make_optimizer``).
+                    grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask"),
+                    compiler_options: dict[str, Any] | None = None) -> TrainStep:
+    """The train step (``TrainStep``) with explicit shardings: params,
+    gradients and optimizer state stay where the rules put them, the batch
+    is split over (data, fsdp); ``lr`` (a float32 scalar) scales the update
+    of ``tx`` (``make_optimizer``). ``compiler_options`` go to XLA for the
+    per-shape gradient program (``aot.fast_compile_options``).
 
     With grad_accum = A the batch runs as A micro-batches (rows i::A, so each
     device keeps its own rows) under lax.scan; gradients are summed against
@@ -60,29 +81,35 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
     def micro_loss(params, batch, total):
         return token_mean_loss(nnx.merge(graphdef, params), batch, total)
 
-    def step(params, opt_state, lr, batch):
+    def grads(params, batch):
         total = jnp.maximum(jnp.sum(batch["loss_mask"]), 1.0)
         if grad_accum == 1:
-            loss, grads = jax.value_and_grad(micro_loss)(params, batch, total)
-        else:
-            rows = {k: v for k, v in batch.items() if k in ROW_KEYS}
-            table = {k: v for k, v in batch.items() if k not in ROW_KEYS}  # the prefix table: every micro-batch's
-            micro = jax.tree_util.tree_map(
-                lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1), rows)
+            return jax.value_and_grad(micro_loss)(params, batch, total)
+        rows = {k: v for k, v in batch.items() if k in ROW_KEYS}
+        table = {k: v for k, v in batch.items() if k not in ROW_KEYS}  # the prefix table: every micro-batch's
+        micro = jax.tree_util.tree_map(
+            lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 0, 1), rows)
 
-            def body(acc, mb):
-                loss, grads = jax.value_and_grad(micro_loss)(params, {**mb, **table}, total)
-                return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
+        def body(acc, mb):
+            loss, grads = jax.value_and_grad(micro_loss)(params, {**mb, **table}, total)
+            return jax.tree_util.tree_map(jnp.add, acc, (loss, grads)), None
 
-            zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
-            (loss, grads), _ = jax.lax.scan(body, zeros, micro)
+        zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
+        return jax.lax.scan(body, zeros, micro)[0]
+
+    def update(params, opt_state, lr, grads):
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree_util.tree_map(lambda u: lr * u, updates)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state
 
+    replicated = sharding.replicated(mesh)
     batch_sh = sharding.batch_shardings(mesh, batch_keys, ROW_KEYS)
-    return jax.jit(step, in_shardings=(param_sh, opt_sh, sharding.replicated(mesh), batch_sh),
-                   out_shardings=(param_sh, opt_sh, sharding.replicated(mesh)), donate_argnums=(0, 1))
+    return TrainStep(
+        grads=jax.jit(grads, in_shardings=(param_sh, batch_sh), out_shardings=(replicated, param_sh),
+                      compiler_options=compiler_options or None),
+        update=jax.jit(update, in_shardings=(param_sh, opt_sh, replicated, param_sh),
+                       out_shardings=(param_sh, opt_sh), donate_argnums=(0, 1)),
+    )
 
 
 EpochHook = Callable[[int, Any], None]
@@ -130,8 +157,10 @@ def train(
     prefixes = shared_prefixes(examples) if cfg.shared_prefix else None
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
-    step_fn = AotFunction(make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys),
-                          f"{name} train step")
+    options = fast_compile_options(mesh.devices.flat) if cfg.fast_compile else None
+    train_step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys, options)
+    grads_fn = AotFunction(train_step.grads, f"{name} gradients")
+    update_fn = AotFunction(train_step.update, f"{name} update", key=lambda args: ())
 
     ckpt = Checkpointer(ckpt_dir)
     step = 0
@@ -153,10 +182,12 @@ def train(
         plan = epoch_plan(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, resp_multiple, prefixes)[batch_pos:]
         firsts = {(b.length, b.resp_len): i for i, b in reversed(list(enumerate(plan)))}
         ready = {i: put(collate_plan(examples, plan[i], prefixes, rows)) for i in sorted(firsts.values())}
-        step_fn.precompile([(params, opt_state, np.float32(0), batch) for batch in ready.values()])
+        grads_fn.precompile([(params, batch) for batch in ready.values()])
         for i, planned in enumerate(plan):
             batch = ready.pop(i) if i in ready else put(collate_plan(examples, planned, prefixes, rows))
-            params, opt_state, loss = step_fn(params, opt_state, np.float32(schedule(step)), batch)
+            loss, grads = grads_fn(params, batch)
+            params, opt_state = update_fn(params, opt_state, np.float32(schedule(step)), grads)
+            del grads  # not kept alive through the next batch's gradients
             step += 1
             batch_pos += 1
             faults.point(f"step:{name}")

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lpjax.aot import AotFunction, compile_stats
+from lpjax.aot import FAST_COMPILE, AotFunction, compile_stats, fast_compile_options
 
 
 def step(w, batch):
@@ -23,3 +23,22 @@ def test_precompile_compiles_each_shape_once_and_matches_numpy():
     for b in batches:
         np.testing.assert_allclose(np.asarray(fn(w, b)), np.tanh(b["tokens"] @ w).sum(-1), rtol=1e-5)
     assert compile_stats().since(before).compiles == 3
+
+
+def test_fast_compile_options_are_accepted_on_cpu_and_yield_to_xla_flags(monkeypatch):
+    """XLA:CPU of the installed jax takes the options (an unknown option or
+    preset name raises at compile) and the program still computes numpy's
+    result; an option XLA_FLAGS sets is left to it; other platforms get none."""
+    cpu = jax.devices("cpu")[:1]
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert fast_compile_options(cpu) == FAST_COMPILE
+    x = np.linspace(-3, 3, 64, dtype=np.float32)
+    fn = jax.jit(lambda v: jnp.tanh(v) * jnp.exp(v), compiler_options=fast_compile_options(cpu))
+    np.testing.assert_allclose(fn(x), np.tanh(x) * np.exp(x), rtol=1e-5)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+    assert fast_compile_options(cpu) == {"xla_cpu_opt_preset": FAST_COMPILE["xla_cpu_opt_preset"]}
+
+    class Gpu:
+        platform = "gpu"
+
+    assert fast_compile_options(cpu + [Gpu()]) == {}

@@ -7,8 +7,8 @@ revision of lpjax in the same run.
 
 Each measurement is a fresh process (JAX's persistent compilation cache
 off) that builds SmolLM2-135M, AdamW and the train step the way
-``lpjax.training.train`` does with a default ``TrainConfig`` (its compile
-options included), then, for each [batch, L] of ``--lengths`` in turn,
+``lpjax.training.train`` does with a default ``TrainConfig`` (on CPU with
+its compile options), then, for each [batch, L] of ``--lengths`` in turn,
 times tracing and lowering to StableHLO (Python work that no cache saves)
 and XLA's compile, and runs --steps steps. The first length is the first
 shape of a run: everything that must compile before its first step. Each
@@ -37,7 +37,7 @@ from bench import common  # noqa: E402
 # Runs inside each measured process, against whichever lpjax is on its path
 # (this tree or the baseline's worktree); it adapts to the revision's API.
 CHILD = r"""
-import inspect, json, sys, time
+import json, sys, time
 import jax, numpy as np
 from flax import nnx
 jax.config.update("jax_enable_compilation_cache", False)
@@ -47,20 +47,15 @@ from lpjax.models.hf import load_hf
 from lpjax.training.train import make_optimizer, make_train_step
 ckpt, dtype, batch_size, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 lengths = [int(x) for x in sys.argv[5].split(",")]
-cfg = TrainConfig()
 model, _ = load_hf(ckpt, compute_dtype=dtype)
 graphdef, params = nnx.split(model)
 mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
 param_sh = sharding.param_shardings(params, mesh)
 params = jax.device_put(params, param_sh)
-tx = make_optimizer(cfg)
+tx = make_optimizer(TrainConfig())
 opt = jax.jit(tx.init)(params)
 opt_sh = jax.tree_util.tree_map(lambda x: x.sharding, opt)
-kw = {}
-if "compiler_options" in inspect.signature(make_train_step).parameters:
-    from lpjax.aot import fast_compile_options
-    kw["compiler_options"] = fast_compile_options(mesh.devices.flat) if cfg.fast_compile else None
-step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, **kw)
+step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh)
 lr = np.float32(1e-5)
 split = hasattr(step, "grads")  # a gradient program per shape and one update
 update = None

@@ -66,12 +66,12 @@ class TrainStep:
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
                     grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask"),
-                    compiler_options: dict[str, Any] | None = None) -> TrainStep:
+                    fast_compile: bool = True) -> TrainStep:
     """The train step (``TrainStep``) with explicit shardings: params,
     gradients and optimizer state stay where the rules put them, the batch
     is split over (data, fsdp); ``lr`` (a float32 scalar) scales the update
-    of ``tx`` (``make_optimizer``). ``compiler_options`` go to XLA for the
-    per-shape gradient program (``aot.fast_compile_options``).
+    of ``tx`` (``make_optimizer``). ``fast_compile``: on CPU, the per-shape
+    gradient program compiles with ``aot.fast_compile_options``.
 
     With grad_accum = A the batch runs as A micro-batches (rows i::A, so each
     device keeps its own rows) under lax.scan; gradients are summed against
@@ -106,7 +106,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, pa
     batch_sh = sharding.batch_shardings(mesh, batch_keys, ROW_KEYS)
     return TrainStep(
         grads=jax.jit(grads, in_shardings=(param_sh, batch_sh), out_shardings=(replicated, param_sh),
-                      compiler_options=compiler_options or None),
+                      compiler_options=fast_compile_options(mesh.devices.flat) if fast_compile else None),
         update=jax.jit(update, in_shardings=(param_sh, opt_sh, replicated, param_sh),
                        out_shardings=(param_sh, opt_sh), donate_argnums=(0, 1)),
     )
@@ -157,8 +157,7 @@ def train(
     prefixes = shared_prefixes(examples) if cfg.shared_prefix else None
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
-    options = fast_compile_options(mesh.devices.flat) if cfg.fast_compile else None
-    train_step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys, options)
+    train_step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys, cfg.fast_compile)
     grads_fn = AotFunction(train_step.grads, f"{name} gradients")
     update_fn = AotFunction(train_step.update, f"{name} update", key=lambda args: ())
 

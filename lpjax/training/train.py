@@ -53,7 +53,8 @@ class TrainStep:
     ``update(params, opt_state, lr, grads) -> (params, opt_state)`` has the
     parameters' shapes only and compiles once per run, so a new batch shape
     does not compile AdamW again (about a sixth of a fused SmolLM2 step's
-    compiling, README "Compiling"). Calling it runs both."""
+    compiling, README "Compiling"). Calling it runs both; the gradients are
+    dropped on return, so two batches' gradients never live together."""
 
     grads: Any
     update: Any
@@ -158,8 +159,9 @@ def train(
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
     train_step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys, cfg.fast_compile)
-    grads_fn = AotFunction(train_step.grads, f"{name} gradients")
-    update_fn = AotFunction(train_step.update, f"{name} update", key=lambda args: ())
+    # Compiled ahead of time: the gradient once per batch shape, the update once.
+    step_fn = TrainStep(AotFunction(train_step.grads, f"{name} gradients"),
+                        AotFunction(train_step.update, f"{name} update", key=lambda args: ()))
 
     ckpt = Checkpointer(ckpt_dir)
     step = 0
@@ -181,12 +183,10 @@ def train(
         plan = epoch_plan(examples, cfg.batch_size, cfg.pad_multiple, seed, epoch, resp_multiple, prefixes)[batch_pos:]
         firsts = {(b.length, b.resp_len): i for i, b in reversed(list(enumerate(plan)))}
         ready = {i: put(collate_plan(examples, plan[i], prefixes, rows)) for i in sorted(firsts.values())}
-        grads_fn.precompile([(params, batch) for batch in ready.values()])
+        step_fn.grads.precompile([(params, batch) for batch in ready.values()])
         for i, planned in enumerate(plan):
             batch = ready.pop(i) if i in ready else put(collate_plan(examples, planned, prefixes, rows))
-            loss, grads = grads_fn(params, batch)
-            params, opt_state = update_fn(params, opt_state, np.float32(schedule(step)), grads)
-            del grads  # not kept alive through the next batch's gradients
+            params, opt_state, loss = step_fn(params, opt_state, np.float32(schedule(step)), batch)
             step += 1
             batch_pos += 1
             faults.point(f"step:{name}")

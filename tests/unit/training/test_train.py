@@ -73,7 +73,7 @@ def test_train_step_is_adamw_on_the_gradient_of_the_response_loss():
 
     from lpjax import sharding
     from lpjax.aot import AotFunction, compile_stats
-    from lpjax.training.train import make_train_step
+    from lpjax.training.train import TrainStep, make_train_step
 
     vocab = 23
     model = tiny_model(vocab)
@@ -87,7 +87,7 @@ def test_train_step_is_adamw_on_the_gradient_of_the_response_loss():
     opt = tx.init(params)
     opt_sh = jax.tree_util.tree_map(lambda _: sharding.replicated(mesh), opt)
     step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh)
-    grads_fn, update_fn = AotFunction(step.grads, "grads"), AotFunction(step.update, "update", key=lambda args: ())
+    step = TrainStep(AotFunction(step.grads, "grads"), AotFunction(step.update, "update", key=lambda args: ()))
 
     def reference_loss(p, batch):
         logp = jax.nn.log_softmax(nnx.merge(graphdef, p)(batch["tokens"]))
@@ -102,8 +102,7 @@ def test_train_step_is_adamw_on_the_gradient_of_the_response_loss():
         want_loss, g = jax.value_and_grad(reference_loss)(ref_params, batch)
         updates, ref_opt = tx.update(g, ref_opt, ref_params)
         ref_params = optax.apply_updates(ref_params, jax.tree_util.tree_map(lambda u: lr * u, updates))
-        loss, grads = grads_fn(got_params, batch)
-        got_params, got_opt = update_fn(got_params, got_opt, np.float32(lr), grads)
+        got_params, got_opt, loss = step(got_params, got_opt, np.float32(lr), batch)
         assert float(loss) == pytest.approx(float(want_loss), rel=1e-5)
     # Adam divides by the gradient's own scale, so a rounding difference in
     # a small gradient moves its update by up to ~1e-3 of lr; a wrong lr, sign

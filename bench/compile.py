@@ -9,8 +9,9 @@ Each measurement is a fresh process (JAX's persistent compilation cache
 off) that builds SmolLM2-135M, AdamW and the train step the way
 ``lpjax.training.train`` does with a default ``TrainConfig`` (on CPU with
 its compile options), then, for each [batch, L] of ``--lengths`` in turn,
-times tracing and lowering to StableHLO (Python work that no cache saves)
-and XLA's compile, and runs --steps steps. The first length is the first
+compiles it through ``AotFunction`` as training does, timing tracing and
+lowering to StableHLO (Python work that no cache saves) and XLA's compile,
+and runs --steps steps. The first length is the first
 shape of a run: everything that must compile before its first step. Each
 later length is a new shape in a process that already ran one: what a
 further batch shape of an epoch adds (lpjax now compiles the gradient per
@@ -42,6 +43,7 @@ import jax, numpy as np
 from flax import nnx
 jax.config.update("jax_enable_compilation_cache", False)
 from lpjax import sharding
+from lpjax.aot import AotFunction, compile_stats
 from lpjax.config import TrainConfig
 from lpjax.models.hf import load_hf
 from lpjax.training.train import make_optimizer, make_train_step
@@ -57,22 +59,25 @@ opt = jax.jit(tx.init)(params)
 opt_sh = jax.tree_util.tree_map(lambda x: x.sharding, opt)
 step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh)
 lr = np.float32(1e-5)
+# Compiled as train() compiles them: through AotFunction, which times
+# tracing + lowering and XLA's compile separately (compile_stats).
 split = hasattr(step, "grads")  # a gradient program per shape and one update
-update = None
+if split:
+    grads = AotFunction(step.grads, "grads")
+    update = AotFunction(step.update, "update", key=lambda args: ())
+else:
+    whole = AotFunction(step, "step")
 out = []
 for length in lengths:
     tokens = np.random.default_rng(length).integers(0, model.cfg.vocab_size, (batch_size, length)).astype(np.int32)
     batch = {"tokens": tokens, "targets": np.roll(tokens, -1, 1), "loss_mask": np.ones(tokens.shape, np.float32)}
-    t0 = time.perf_counter()
-    lowered = [step.grads.lower(params, batch)] if split else [step.lower(params, opt, lr, batch)]
-    if split and update is None:
-        lowered.append(step.update.lower(params, opt, lr, params))
-    t1 = time.perf_counter()
-    compiled = [low.compile() for low in lowered]
-    t2 = time.perf_counter()
+    before = compile_stats()
     if split:
-        grads = compiled[0]
-        update = compiled[1] if len(compiled) > 1 else update
+        grads.precompile([(params, batch)])
+        update.precompile([(params, opt, lr, params)])  # once per process
+    else:
+        whole.precompile([(params, opt, lr, batch)])
+    spent = compile_stats().since(before)
     times = []
     for _ in range(steps):
         t = time.perf_counter()
@@ -81,10 +86,10 @@ for length in lengths:
             params, opt = update(params, opt, lr, g)
             del g
         else:
-            params, opt, loss = compiled[0](params, opt, lr, batch)
+            params, opt, loss = whole(params, opt, lr, batch)
         loss.block_until_ready()
         times.append(time.perf_counter() - t)
-    out.append({"length": length, "trace_s": t1 - t0, "compile_s": t2 - t1, "step_s": times})
+    out.append({"length": length, "trace_s": spent.trace_seconds, "compile_s": spent.seconds, "step_s": times})
 import lpjax
 print("RESULT " + json.dumps({"shapes": out, "lpjax": lpjax.__file__}))
 """

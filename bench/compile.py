@@ -11,14 +11,13 @@ off) that builds SmolLM2-135M, AdamW and the train step the way
 its compile options), then, for each [batch, L] of ``--lengths`` in turn,
 compiles it through ``AotFunction`` as training does, timing tracing and
 lowering to StableHLO (Python work that no cache saves) and XLA's compile,
-and runs --steps steps. The first length is the first
-shape of a run: everything that must compile before its first step. Each
-later length is a new shape in a process that already ran one: what a
-further batch shape of an epoch adds (lpjax now compiles the gradient per
-shape and AdamW's update once per run; earlier revisions, the whole step
-per shape). ``--baseline REF`` checks REF out into a temporary git worktree and
-measures it the same way, the revisions alternating so that a change of
-load hits both. b26774c is the last revision with one module per decoder
+and runs --steps steps. The first length is the first shape of a run:
+everything that must compile before its first step. Each later length is a
+new shape in a process that already ran one: what a further batch shape of
+an epoch adds (lpjax now compiles the gradient per shape and AdamW's update
+once per run; earlier revisions, the whole step per shape). ``--baseline
+REF`` checks REF out into a temporary git worktree and measures it the same
+way, the revisions alternating so that a change of load hits both. b26774c is the last revision with one module per decoder
 layer (XLA then compiled all 30 layers); its successors run one scanned
 layer.
 """
@@ -63,8 +62,8 @@ lr = np.float32(1e-5)
 # tracing + lowering and XLA's compile separately (compile_stats).
 split = hasattr(step, "grads")  # a gradient program per shape and one update
 if split:
-    grads = AotFunction(step.grads, "grads")
-    update = AotFunction(step.update, "update", key=lambda args: ())
+    step = step.compiled_ahead("bench")
+    grads, update = step.grads, step.update
 else:
     whole = AotFunction(step, "step")
 out = []

@@ -149,6 +149,10 @@ class AotFunction:
         batch = args[-1]
         return tuple(batch["tokens"].shape) if isinstance(batch, dict) and "tokens" in batch else ""
 
+    def _lower(self, args: tuple) -> Any:
+        with _gc_paused():
+            return self._jitted.lower(*args)
+
     def _compile(self, lowered: Any, shape: tuple) -> Any:
         t0 = time.perf_counter()
         compiled = lowered.compile()
@@ -177,8 +181,7 @@ class AotFunction:
             return
         t0 = time.perf_counter()
         with _oom_as_memory_error(self._name, "several"):
-            with _gc_paused():
-                lowered = {key: (self._jitted.lower(*args), self._shape(args)) for key, args in todo.items()}
+            lowered = {key: (self._lower(args), self._shape(args)) for key, args in todo.items()}
             t1 = time.perf_counter()
             workers = max(1, min(len(lowered), workers or min(os.cpu_count() or 1, 8)))
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -191,8 +194,7 @@ class AotFunction:
         with _oom_as_memory_error(self._name, shape):
             if key not in self._compiled:
                 t0 = time.perf_counter()
-                with _gc_paused():
-                    lowered = self._jitted.lower(*args)
+                lowered = self._lower(args)
                 t1 = time.perf_counter()
                 self._compiled[key] = self._compile(lowered, shape)
                 self._count(1, t1 - t0, time.perf_counter() - t1)

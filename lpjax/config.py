@@ -73,8 +73,9 @@ class TrainConfig:
     # run once per batch. Same loss and gradients (to fp32 rounding), fewer FLOPs.
     response_head: bool = True
     shared_prefix: bool = False
-    # On CPU, compile the train step with XLA:CPU's fast-compile preset and
-    # LLVM O1 (lpjax/aot.py FAST_COMPILE): less compiling per batch shape.
+    # On CPU, compile the train step's gradient with XLA:CPU's fast-compile
+    # preset, LLVM O1 and, where XLA has them, its older kernel emitters
+    # (lpjax/aot.py fast_compile_options): less compiling per batch shape.
     fast_compile: bool = True
 
 

@@ -64,6 +64,12 @@ class TrainStep:
         params, opt_state = self.update(params, opt_state, lr, grads)
         return params, opt_state, loss
 
+    def compiled_ahead(self, name: str) -> "TrainStep":
+        """The same step with each program compiled ahead of time and counted
+        (``AotFunction``): the gradient once per batch shape, the update once."""
+        return TrainStep(AotFunction(self.grads, f"{name} gradients"),
+                         AotFunction(self.update, f"{name} update", key=lambda args: ()))
+
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, param_sh, opt_sh, mesh: Mesh,
                     grad_accum: int = 1, batch_keys: Sequence[str] = ("tokens", "targets", "loss_mask"),
@@ -158,10 +164,8 @@ def train(
     prefixes = shared_prefixes(examples) if cfg.shared_prefix else None
     keys = ["tokens", "targets", "loss_mask"] + (["resp_pos"] if resp_multiple else []) + (
         ["prefix_id", "prefix_tokens", "prefix_len"] if prefixes is not None else [])
-    train_step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys, cfg.fast_compile)
-    # Compiled ahead of time: the gradient once per batch shape, the update once.
-    step_fn = TrainStep(AotFunction(train_step.grads, f"{name} gradients"),
-                        AotFunction(train_step.update, f"{name} update", key=lambda args: ()))
+    step_fn = make_train_step(graphdef, tx, param_sh, opt_sh, mesh, cfg.grad_accum, keys,
+                              cfg.fast_compile).compiled_ahead(name)
 
     ckpt = Checkpointer(ckpt_dir)
     step = 0

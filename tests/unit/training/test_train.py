@@ -72,8 +72,8 @@ def test_train_step_is_adamw_on_the_gradient_of_the_response_loss():
     import optax
 
     from lpjax import sharding
-    from lpjax.aot import AotFunction, compile_stats
-    from lpjax.training.train import TrainStep, make_train_step
+    from lpjax.aot import compile_stats
+    from lpjax.training.train import make_train_step
 
     vocab = 23
     model = tiny_model(vocab)
@@ -86,8 +86,7 @@ def test_train_step_is_adamw_on_the_gradient_of_the_response_loss():
     param_sh = sharding.param_shardings(params, mesh)
     opt = tx.init(params)
     opt_sh = jax.tree_util.tree_map(lambda _: sharding.replicated(mesh), opt)
-    step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh)
-    step = TrainStep(AotFunction(step.grads, "grads"), AotFunction(step.update, "update", key=lambda args: ()))
+    step = make_train_step(graphdef, tx, param_sh, opt_sh, mesh).compiled_ahead("test")
 
     def reference_loss(p, batch):
         logp = jax.nn.log_softmax(nnx.merge(graphdef, p)(batch["tokens"]))

@@ -15,7 +15,12 @@ def probe_runs(workdirs, cache):
     """The same probe-only run in each workdir, one after another (each a
     process of its own, tests/forked_launch.py), sharing one cache; returns
     each run's metrics and scores."""
-    args = ["--config=configs/lp_app.py:micro", "--config.target.enabled=False", "--config.evaluate.enabled=False"]
+    # XLA's default options for the train step: with the fast-compile ones
+    # the micro model's gradient compiles in ~0.1-0.2 s, only 4-5x a cache
+    # load (0.02-0.05 s), so the two runs' XLA seconds differ ~7x, not the
+    # tenfold this test holds the cache to for programs worth caching.
+    args = ["--config=configs/lp_app.py:micro", "--config.target.enabled=False", "--config.evaluate.enabled=False",
+            "--config.probe.train.fast_compile=False"]
     env = launch_env(LPJAX_CACHE_DIR=str(cache))
     lane = [{"name": str(w), "argv": [*args, f"--config.workdir={w}"], "stop_unless": 0} for w in workdirs]
     done = run_lanes([lane], cwd=REPO, env=env, parallel=1, timeout=600)

@@ -53,7 +53,7 @@ class TrainStep:
     ``update(params, opt_state, lr, grads) -> (params, opt_state)`` has the
     parameters' shapes only and compiles once per run, so a new batch shape
     does not compile AdamW again (about a sixth of a fused SmolLM2 step's
-    compiling, README "Compiling"). Calling it runs both; the gradients are
+    compiling, docs/performance.md, "Compiling"). Calling it runs both; the gradients are
     dropped on return, so two batches' gradients never live together."""
 
     grads: Any

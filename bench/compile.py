@@ -17,9 +17,9 @@ new shape in a process that already ran one: what a further batch shape of
 an epoch adds (lpjax now compiles the gradient per shape and AdamW's update
 once per run; earlier revisions, the whole step per shape). ``--baseline
 REF`` checks REF out into a temporary git worktree and measures it the same
-way, the revisions alternating so that a change of load hits both. b26774c is the last revision with one module per decoder
-layer (XLA then compiled all 30 layers); its successors run one scanned
-layer.
+way, the revisions alternating so that a change of load hits both. b26774c
+is the last revision with one module per decoder layer (XLA then compiled
+all 30 layers); its successors run one scanned layer.
 """
 from __future__ import annotations
 

@@ -84,8 +84,9 @@ def log_compiled_memory(compiled: Any, what: str) -> None:
 # library matmuls that these options do not touch. A SmolLM2 [8, 256] train
 # step, AMD EPYC, fresh processes, three each: compile 1.20-1.38 s against
 # 1.59-1.81 s (jax 0.12.1) and 1.50-2.00 against 1.72-2.13 s (jax 0.10.2),
-# steps alike (docs/performance.md, Compiling); gradients within 1.5e-4 relative of the
-# default's per leaf (LLVM O0, which the tests use, differs by 1.7e-4).
+# steps alike (docs/performance.md, Compiling); gradients within 1.5e-4
+# relative of the default's per leaf (LLVM O0, which the tests use, differs
+# by 1.7e-4).
 FAST_COMPILE = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE", "xla_backend_optimization_level": 1}
 
 # XLA:CPU's older elemental kernel emitters instead of its MLIR fusion
@@ -93,8 +94,8 @@ FAST_COMPILE = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE", "xla_backen
 # removed it). A new [8, 336] SmolLM2 gradient program on top of the above,
 # AMD EPYC, jax 0.10.2, both compiled in one process and their steps
 # alternating: compile 1.04-1.17 s against 1.63-1.97 s, steps alike (median
-# 8.17 vs 8.10 s, 8.69 vs 8.85 s), gradients bitwise equal (docs/performance.md,
-# Compiling).
+# 8.17 vs 8.10 s, 8.69 vs 8.85 s), gradients bitwise equal
+# (docs/performance.md, Compiling).
 LEGACY_EMITTERS = {"xla_cpu_use_fusion_emitters": False}
 
 

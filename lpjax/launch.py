@@ -115,9 +115,9 @@ def reexec_with_huge_pages() -> None:
     train step of 8 x 272 tokens), which malloc maps fresh and the kernel
     faults in 4 KiB at a time on every step: over a third of the step was
     system time. With huge pages the faults fall 30-fold and the step takes
-    a fifth less (docs/performance.md, AMD EPYC). The tunable must be set before the process
-    starts, so the launcher re-executes itself once (same PID, same
-    arguments). LPJAX_HUGE_PAGES=0, or a GLIBC_TUNABLES that already names
+    a fifth less (docs/performance.md, AMD EPYC). The tunable must be set
+    before the process starts, so the launcher re-executes itself once
+    (same PID, same arguments). LPJAX_HUGE_PAGES=0, or a GLIBC_TUNABLES that already names
     the setting, leaves the process as it is."""
     import platform
 

@@ -53,8 +53,9 @@ class TrainStep:
     ``update(params, opt_state, lr, grads) -> (params, opt_state)`` has the
     parameters' shapes only and compiles once per run, so a new batch shape
     does not compile AdamW again (about a sixth of a fused SmolLM2 step's
-    compiling, docs/performance.md, "Compiling"). Calling it runs both; the gradients are
-    dropped on return, so two batches' gradients never live together."""
+    compiling, docs/performance.md, "Compiling"). Calling it runs both;
+    the gradients are dropped on return, so two batches' gradients never
+    live together."""
 
     grads: Any
     update: Any
